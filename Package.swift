@@ -1,0 +1,74 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "hsmd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "hsmd", targets: ["hsmd"]),
+        .executable(name: "hsmctl", targets: ["hsmctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+    ],
+    targets: [
+        // Layer 0: the system's pkcs11.h and dlopen, nothing else.
+        .systemLibrary(name: "CPKCS11", path: "Include/CPKCS11"),
+        // Layer 1: a typed PKCS#11 wrapper; no C pointer escapes it.
+        .target(name: "PKCS11", dependencies: ["CPKCS11"]),
+        // Layer 2: the vault core: provisioning, hsmd's keys in the token, Azure algorithms.
+        .target(
+            name: "Vault",
+            dependencies: [
+                "PKCS11",
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Layer 3: HTTP/1.1 on the Unix socket.
+        .target(
+            name: "VaultServer",
+            dependencies: [
+                "Vault",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The client side of the socket, shared by hsmctl and the tests.
+        .target(
+            name: "HSMClient",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // Layer 4: executables.
+        .executableTarget(
+            name: "hsmd",
+            dependencies: [
+                "Vault", "VaultServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "hsmctl",
+            dependencies: [
+                "HSMClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "PKCS11Tests", dependencies: ["PKCS11"]),
+        .testTarget(name: "VaultTests", dependencies: ["Vault", "PKCS11"]),
+        .testTarget(name: "DaemonTests", dependencies: ["HSMClient"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

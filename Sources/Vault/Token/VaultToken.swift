@@ -1,0 +1,135 @@
+import CPKCS11
+import PKCS11
+import Synchronization
+
+/// hsmd's keys in the PKCS#11 token. It holds the login and one anchor session for its whole life
+/// (SoftHSM2 invalidates object handles when the last session closes), indexes every key object
+/// once when opened, and runs each operation on a session of its own from the pool.
+///
+/// Every method blocks on the token: call them from a thread pool, never from an event loop.
+public final class VaultToken: Sendable {
+    public let module: PKCS11Module
+    public let pool: SessionPool
+    public let tokenInfo: TokenInfo
+    private let anchor: Session
+    private let index: Mutex<[TokenKeyID: TokenKey]>
+    /// Objects in the token that are not hsmd keys (its domain key among them).
+    public let unmanagedObjects: [ObjectHandle]
+
+    /// Logs in with the user PIN and indexes the token's keys.
+    public init(module: PKCS11Module, slot: CK_SLOT_ID, userPIN: [UInt8]) throws {
+        self.module = module
+        self.pool = SessionPool(module: module, slot: slot)
+        self.tokenInfo = try module.tokenInfo(slot: slot)
+        let anchor = try module.openSession(slot: slot)
+        do {
+            try anchor.login(CK_USER_TYPE(CKU_USER), pin: userPIN)
+        } catch let error as P11Error where error.code == CK_RV(CKR_USER_ALREADY_LOGGED_IN) {
+            // Another session of this process logged in already: the login is per process.
+        } catch {
+            try? anchor.close()
+            throw error
+        }
+        self.anchor = anchor
+        let (keys, unmanaged) = try TokenIndexer(session: anchor).readAll()
+        self.index = Mutex(Dictionary(uniqueKeysWithValues: keys.map { ($0.id, $0) }))
+        self.unmanagedObjects = unmanaged
+    }
+
+    /// Closes every session and logs out. Call after the last operation has returned.
+    public func close() {
+        pool.closeAll()
+        try? anchor.logout()
+        try? anchor.close()
+    }
+
+    // MARK: The index
+
+    public func key(_ id: TokenKeyID) throws(TokenKeyError) -> TokenKey {
+        guard let key = index.withLock({ $0[id] }) else { throw .keyNotFound(id) }
+        return key
+    }
+
+    public var keys: [TokenKey] { index.withLock { Array($0.values) } }
+
+    public var keyCount: Int { index.withLock { $0.count } }
+
+    // MARK: Making and destroying keys
+
+    /// Generates a key version inside the token.
+    @discardableResult
+    public func generate(_ id: TokenKeyID, spec: KeySpec, usage: KeyUsage) throws(TokenKeyError) -> TokenKey {
+        let spec = try spec.validated()
+        try refuseExisting(id)
+        let key = try inToken {
+            try pool.withSession { session in
+                try cleaningUpOnFailure(id, session) {
+                    try KeyFactory(session: session).generate(id, spec: spec, usage: usage)
+                }
+            }
+        }
+        index.withLock { $0[id] = key }
+        return key
+    }
+
+    /// Imports private key material as a sensitive token object; the material is not kept.
+    @discardableResult
+    public func importKey(_ id: TokenKeyID, material: ImportedKeyMaterial, usage: KeyUsage) throws(TokenKeyError) -> TokenKey {
+        try refuseExisting(id)
+        let key = try inToken {
+            try pool.withSession { session in
+                try cleaningUpOnFailure(id, session) {
+                    try KeyFactory(session: session).importKey(id, material: material, usage: usage)
+                }
+            }
+        }
+        index.withLock { $0[id] = key }
+        return key
+    }
+
+    /// Destroys a key version's objects and forgets it.
+    public func destroy(_ id: TokenKeyID) throws(TokenKeyError) {
+        let key = try key(id)
+        try inToken {
+            try pool.withSession { session in
+                try session.destroyObject(key.privateHandle)
+                if let publicHandle = key.publicHandle { try session.destroyObject(publicHandle) }
+            }
+        }
+        index.withLock { _ = $0.removeValue(forKey: id) }
+    }
+
+    public func randomBytes(count: Int) throws(TokenKeyError) -> [UInt8] {
+        guard count >= 0 else { throw .invalidInput("count must not be negative") }
+        return try inToken { try pool.withSession { try $0.generateRandom(count: count) } }
+    }
+
+    /// A new 32-hex-digit version id from the token's generator.
+    public func newVersion() throws(TokenKeyError) -> String {
+        TokenKeyID.newVersion(from: try randomBytes(count: 16))
+    }
+
+    // MARK: Internals shared by the operations
+
+    func withSession<R>(_ body: (Session) throws -> R) throws(TokenKeyError) -> R {
+        try inToken { try pool.withSession(body) }
+    }
+
+    private func refuseExisting(_ id: TokenKeyID) throws(TokenKeyError) {
+        if index.withLock({ $0[id] != nil }) {
+            throw .invalidInput("key \(id.name) already has a version \(id.version)")
+        }
+    }
+
+    /// SoftHSM2 can leave a half-made object behind when generation or import fails: remove
+    /// whatever carries this id before reporting the failure.
+    private func cleaningUpOnFailure<R>(_ id: TokenKeyID, _ session: Session, _ body: () throws -> R) throws -> R {
+        do {
+            return try body()
+        } catch {
+            let leftovers = (try? session.findObjects([.bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)])) ?? []
+            for object in leftovers { try? session.destroyObject(object) }
+            throw error
+        }
+    }
+}

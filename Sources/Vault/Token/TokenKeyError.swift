@@ -1,3 +1,4 @@
+import CPKCS11
 import PKCS11
 
 /// Why a key operation in the token did not happen. Messages name the problem and never contain
@@ -37,6 +38,8 @@ func inToken<R>(_ body: () throws -> R) throws(TokenKeyError) -> R {
         return try body()
     } catch let error as TokenKeyError {
         throw error
+    } catch let error as P11Error where error.code == CKR_KEY_FUNCTION_NOT_PERMITTED {
+        throw .operationNotPermitted("the key's usage flags in the token do not allow this operation")
     } catch let error as P11Error {
         throw .token(error)
     } catch {

@@ -36,11 +36,13 @@ public final class VaultToken: Sendable {
         self.unmanagedObjects = unmanaged
     }
 
-    /// Closes every session and logs out. Call after the last operation has returned.
+    /// Closes every session, logs out and finalises the module. Call after the last operation
+    /// has returned.
     public func close() {
         pool.closeAll()
         try? anchor.logout()
         try? anchor.close()
+        try? module.finalize()
     }
 
     // MARK: The index

@@ -1,0 +1,39 @@
+import Foundation
+
+/// Where hsmd keeps everything it owns. See docs/state-directory.md for the layout.
+public struct StateDirectory: Sendable {
+    public let root: URL
+
+    public init(path: String) {
+        root = URL(fileURLWithPath: path, isDirectory: true).standardizedFileURL
+    }
+
+    public var lockFile: URL { root.appendingPathComponent("hsmd.lock") }
+    /// Present only while provisioning runs: finding it on start means a crash interrupted it.
+    public var provisioningMarker: URL { root.appendingPathComponent("provisioning") }
+    /// Written last by provisioning: its presence means the token is complete.
+    public var manifest: URL { root.appendingPathComponent("token.json") }
+    public var softHSMConfig: URL { root.appendingPathComponent("softhsm2.conf") }
+    public var tokenDirectory: URL { root.appendingPathComponent("token", isDirectory: true) }
+    public var pinDirectory: URL { root.appendingPathComponent("pins", isDirectory: true) }
+    public var userPINFile: URL { pinDirectory.appendingPathComponent("user.pin") }
+    public var soPINFile: URL { pinDirectory.appendingPathComponent("so.pin") }
+    public var defaultSocket: URL { root.appendingPathComponent("hsmd.sock") }
+
+    /// Names provisioning creates; anything else in the directory means it is not ours.
+    static let ownNames: Set<String> = [
+        "hsmd.lock", "provisioning", "token.json", "token.json.tmp", "softhsm2.conf", "token", "pins", "hsmd.sock",
+    ]
+}
+
+/// What provisioning records about the token it made, so later starts find and trust it.
+public struct TokenManifest: Codable, Sendable {
+    public static let currentFormat = 1
+    public var format: Int
+    public var label: String
+    public var serialNumber: String
+    public var created: Date
+    /// Whether hsmd generated the PINs into `pins/` (else the operator supplies them each start).
+    public var generatedPINs: Bool
+    public var domainKeyLabel: String
+}

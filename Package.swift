@@ -67,7 +67,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PKCS11Tests", dependencies: ["PKCS11"]),
-        .testTarget(name: "VaultTests", dependencies: ["Vault", "PKCS11"]),
+        .testTarget(
+            name: "VaultTests",
+            dependencies: ["Vault", "PKCS11", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "DaemonTests", dependencies: ["HSMClient"]),
     ],
     swiftLanguageModes: [.v6]

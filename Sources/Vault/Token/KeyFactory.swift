@@ -23,11 +23,13 @@ struct KeyFactory {
                 privateTemplate: KeyTemplates.privateKey(id, usage: usage))
             return try TokenIndexer(session: session).ecKey(
                 id, curve: curve, privateHandle: pair.privateKey, publicHandle: pair.publicKey)
-        case .aes(let bits):
+        case .oct(let bits):
             let secret = try session.generateKey(
-                Mechanism(CKM_AES_KEY_GEN),
+                Mechanism(usage.makesHMACKey ? CKM_GENERIC_SECRET_KEY_GEN : CKM_AES_KEY_GEN),
                 template: KeyTemplates.secretKey(id, usage: usage) + [.ulong(CKA_VALUE_LEN, CK_ULONG(bits / 8))])
-            return TokenKey(id: id, spec: .aes(bits: bits), privateHandle: secret, publicHandle: nil, publicKey: nil)
+            return TokenKey(
+                id: id, spec: .oct(bits: bits), privateHandle: secret, publicHandle: nil, publicKey: nil,
+                isHMACKey: usage.makesHMACKey)
         }
     }
 
@@ -71,12 +73,14 @@ struct KeyFactory {
                     + [.bytes(CKA_EC_POINT, PublicKey.ecPointAttribute(x: x, y: y))])
             return try TokenIndexer(session: session).ecKey(
                 id, curve: curve, privateHandle: privateHandle, publicHandle: publicHandle)
-        case .aes(let key):
-            guard KeySpec.aesSizes.contains(key.count * 8) else {
-                throw TokenKeyError.invalidInput("an AES key must be 16, 24 or 32 bytes, not \(key.count)")
+        case .oct(let key):
+            guard (KeySpec.octSizes + KeySpec.hmacSizes).contains(key.count * 8) else {
+                throw TokenKeyError.invalidInput("an oct key must be 16, 24, 32, 48 or 64 bytes, not \(key.count)")
             }
             let secret = try session.createObject(KeyTemplates.secretKey(id, usage: usage) + [.bytes(CKA_VALUE, key)])
-            return TokenKey(id: id, spec: .aes(bits: key.count * 8), privateHandle: secret, publicHandle: nil, publicKey: nil)
+            return TokenKey(
+                id: id, spec: .oct(bits: key.count * 8), privateHandle: secret, publicHandle: nil, publicKey: nil,
+                isHMACKey: usage.makesHMACKey)
         }
     }
 }

@@ -4,16 +4,19 @@ import SwiftASN1
 public enum KeySpec: Hashable, Sendable, CustomStringConvertible {
     case rsa(bits: Int)
     case ec(Curve)
-    case aes(bits: Int)
+    case oct(bits: Int)
 
     public static let rsaSizes = [2048, 3072, 4096]
-    public static let aesSizes = [128, 192, 256]
+    public static let octSizes = [128, 192, 256]
+    /// HMAC keys must be at least as long as the hash (RFC 7518 §3.2): HS384 and HS512 need
+    /// longer keys than AES has, so HMAC keys also come in 384 and 512 bits.
+    public static let hmacSizes = [256, 384, 512]
 
     public var description: String {
         switch self {
         case .rsa(let bits): "RSA-\(bits)"
         case .ec(let curve): "EC \(curve.rawValue)"
-        case .aes(let bits): "AES-\(bits)"
+        case .oct(let bits): "oct-\(bits)"
         }
     }
 
@@ -22,8 +25,8 @@ public enum KeySpec: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .rsa(let bits) where !Self.rsaSizes.contains(bits):
             throw .invalidInput("RSA key size must be 2048, 3072 or 4096 bits, not \(bits)")
-        case .aes(let bits) where !Self.aesSizes.contains(bits):
-            throw .invalidInput("AES key size must be 128, 192 or 256 bits, not \(bits)")
+        case .oct(let bits) where !Self.octSizes.contains(bits) && !Self.hmacSizes.contains(bits):
+            throw .invalidInput("oct key size must be 128, 192 or 256 bits (AES), or 256, 384 or 512 bits (HMAC), not \(bits)")
         default:
             return self
         }

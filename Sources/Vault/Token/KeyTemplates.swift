@@ -28,7 +28,7 @@ enum KeyTemplates {
     static func secretKey(_ id: TokenKeyID, usage: KeyUsage) -> [Attribute] {
         identity(id) + protected + [
             .ulong(CKA_CLASS, CK_ULONG(CKO_SECRET_KEY)),
-            .ulong(CKA_KEY_TYPE, CK_ULONG(CKK_AES)),
+            .ulong(CKA_KEY_TYPE, CK_ULONG(usage.makesHMACKey ? CKK_GENERIC_SECRET : CKK_AES)),
             .bool(CKA_PRIVATE, true),
             .bool(CKA_ENCRYPT, usage.contains(.encrypt)),
             .bool(CKA_DECRYPT, usage.contains(.decrypt)),

@@ -16,9 +16,16 @@ public struct KeyUsage: OptionSet, Hashable, Sendable {
         switch spec {
         case .rsa: [.encrypt, .decrypt, .sign, .verify, .wrapKey, .unwrapKey]
         case .ec: [.sign, .verify]
-        case .aes: [.encrypt, .decrypt, .wrapKey, .unwrapKey]
+        case .oct: [.encrypt, .decrypt, .wrapKey, .unwrapKey]
         }
     }
+
+    /// An oct key is either an HMAC key or an AES key: the token keeps them as different key types.
+    public static let hmacOperations: KeyUsage = [.sign, .verify]
+    public static let aesOperations: KeyUsage = [.encrypt, .decrypt, .wrapKey, .unwrapKey]
+
+    /// Whether an oct key with this usage is held as an HMAC (generic secret) key.
+    var makesHMACKey: Bool { !isDisjoint(with: Self.hmacOperations) }
 
     /// Azure's names, in Azure's spelling.
     public static let azureNames: [(String, KeyUsage)] = [

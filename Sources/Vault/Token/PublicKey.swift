@@ -28,7 +28,7 @@ public enum PublicKey: Hashable, Sendable {
 public enum ImportedKeyMaterial: Sendable {
     case rsa(RSAPrivateComponents)
     case ec(curve: Curve, d: [UInt8], x: [UInt8], y: [UInt8])
-    case aes(key: [UInt8])
+    case oct(key: [UInt8])
 
     public struct RSAPrivateComponents: Sendable {
         public var n, e, d: [UInt8]

@@ -72,12 +72,14 @@ struct TokenIndexer {
                 let curve = Curve(ecParameters: parameters)
             else { return nil }
             return try ecKey(id, curve: curve, privateHandle: privateHandle, publicHandle: publicHandle)
-        case CK_ULONG(CKK_AES):
+        case CK_ULONG(CKK_AES), CK_ULONG(CKK_GENERIC_SECRET):
             guard publicHandle == nil,
                 let length = try session.attributeValues(of: privateHandle, [CKA_VALUE_LEN])[CKA_VALUE_LEN]?.asULong,
-                KeySpec.aesSizes.contains(Int(length) * 8)
+                (KeySpec.octSizes + KeySpec.hmacSizes).contains(Int(length) * 8)
             else { return nil }
-            return TokenKey(id: id, spec: .aes(bits: Int(length) * 8), privateHandle: privateHandle, publicHandle: nil, publicKey: nil)
+            return TokenKey(
+                id: id, spec: .oct(bits: Int(length) * 8), privateHandle: privateHandle, publicHandle: nil,
+                publicKey: nil, isHMACKey: keyType == CK_ULONG(CKK_GENERIC_SECRET))
         default:
             return nil
         }

@@ -10,8 +10,16 @@ public struct TokenKey: Sendable {
     /// The public key of a pair; nil for AES.
     let publicHandle: ObjectHandle?
     public let publicKey: PublicKey?
+    /// An oct key held as a generic secret for HMAC, rather than as an AES key.
+    public var isHMACKey = false
 
     /// Modulus bytes of an RSA key.
+    init(id: TokenKeyID, spec: KeySpec, privateHandle: ObjectHandle, publicHandle: ObjectHandle?, publicKey: PublicKey?,
+         isHMACKey: Bool = false) {
+        (self.id, self.spec, self.privateHandle, self.publicHandle, self.publicKey, self.isHMACKey) =
+            (id, spec, privateHandle, publicHandle, publicKey, isHMACKey)
+    }
+
     var modulusSize: Int {
         if case .rsa(let bits) = spec { return bits / 8 }
         return 0

@@ -171,8 +171,8 @@ extension VaultToken {
     // MARK: Checks
 
     static func requireAES(_ key: TokenKey, bits: Int?, name: String) throws(TokenKeyError) {
-        guard case .aes(let keyBits) = key.spec else {
-            throw .algorithmMismatch("\(name) needs an AES key; this key is \(key.spec)")
+        guard case .oct(let keyBits) = key.spec, !key.isHMACKey else {
+            throw .algorithmMismatch("\(name) needs an AES key; this key is \(key.isHMACKey ? "an HMAC key" : "\(key.spec)")")
         }
         if let bits, bits != keyBits {
             throw .algorithmMismatch("\(name) needs a \(bits)-bit key; this key has \(keyBits) bits")

@@ -56,7 +56,13 @@ struct SignaturePlan {
             mechanism = Mechanism(CKM_ECDSA)
             input = value
             signatureSize = 2 * curve.coordinateSize
-        case (.hs256, .aes), (.hs384, .aes), (.hs512, .aes):
+        case (.hs256, .oct), (.hs384, .oct), (.hs512, .oct):
+            guard key.isHMACKey else {
+                throw .algorithmMismatch("\(name) needs an HMAC key (an oct key created with key_ops sign and verify); this is an AES key")
+            }
+            guard case .oct(let bits) = key.spec, bits >= hash.digestLength * 8 else {
+                throw .algorithmMismatch("\(name) needs a key of at least \(hash.digestLength * 8) bits (RFC 7518 §3.2); this key is \(key.spec)")
+            }
             mechanism = Mechanism(hash.hmacMechanism)
             input = value
             signatureSize = hash.digestLength

@@ -62,6 +62,7 @@ public final class VaultToken: Sendable {
     @discardableResult
     public func generate(_ id: TokenKeyID, spec: KeySpec, usage: KeyUsage) throws(TokenKeyError) -> TokenKey {
         let spec = try spec.validated()
+        try Self.refuseMixedOctUsage(spec, usage)
         try refuseExisting(id)
         let key = try inToken {
             try pool.withSession { session in
@@ -77,6 +78,7 @@ public final class VaultToken: Sendable {
     /// Imports private key material as a sensitive token object; the material is not kept.
     @discardableResult
     public func importKey(_ id: TokenKeyID, material: ImportedKeyMaterial, usage: KeyUsage) throws(TokenKeyError) -> TokenKey {
+        if case .oct(let bytes) = material { try Self.refuseMixedOctUsage(.oct(bits: bytes.count * 8), usage) }
         try refuseExisting(id)
         let key = try inToken {
             try pool.withSession { session in
@@ -115,6 +117,20 @@ public final class VaultToken: Sendable {
 
     func withSession<R>(_ body: (Session) throws -> R) throws(TokenKeyError) -> R {
         try inToken { try pool.withSession(body) }
+    }
+
+    private static func refuseMixedOctUsage(_ spec: KeySpec, _ usage: KeyUsage) throws(TokenKeyError) {
+        guard case .oct(let bits) = spec else { return }
+        if !usage.isDisjoint(with: KeyUsage.hmacOperations) && !usage.isDisjoint(with: KeyUsage.aesOperations) {
+            throw .invalidInput(
+                "an oct key is either an HMAC key (sign, verify) or an AES key (encrypt, decrypt, wrapKey, unwrapKey), not both")
+        }
+        if usage.makesHMACKey, !KeySpec.hmacSizes.contains(bits) {
+            throw .invalidInput("an HMAC key (key_ops sign, verify) must be 256, 384 or 512 bits, not \(bits)")
+        }
+        if !usage.makesHMACKey, !KeySpec.octSizes.contains(bits) {
+            throw .invalidInput("an AES key must be 128, 192 or 256 bits, not \(bits)")
+        }
     }
 
     private func refuseExisting(_ id: TokenKeyID) throws(TokenKeyError) {

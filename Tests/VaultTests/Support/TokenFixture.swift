@@ -9,7 +9,7 @@ import XCTest
 final class TokenFixture {
     let directory: URL
     let token: VaultToken
-    private let lock: StateLock
+    private var lock: StateLock?
 
     static func temporaryDirectory() -> URL {
         FileManager.default.temporaryDirectory.appendingPathComponent("hsmd-test-\(UUID().uuidString)")
@@ -24,6 +24,7 @@ final class TokenFixture {
 
     func close(removingDirectory: Bool = true) {
         token.close()
+        lock = nil
         if removingDirectory { try? FileManager.default.removeItem(at: directory) }
     }
 

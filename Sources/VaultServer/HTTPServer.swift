@@ -1,0 +1,63 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+import NIOPosix
+
+/// HTTP/1.1 on hsmd's Unix socket. Shutting down stops accepting, lets every in-flight request
+/// finish and be answered, then closes the connections. The event loop group belongs to the
+/// caller and must outlive the server (the quiescing helper completes a promise on it when freed).
+public final class HTTPServer: Sendable {
+    public struct Configuration: Sendable {
+        public var socketPath: String
+        public var maximumBodySize = 1 << 20
+
+        public init(socketPath: String) {
+            self.socketPath = socketPath
+        }
+    }
+
+    private let configuration: Configuration
+    private let group: any EventLoopGroup
+    private let quiescing: ServerQuiescingHelper
+    private let channel: any Channel
+
+    /// Binds the socket and starts serving.
+    public init(
+        configuration: Configuration, router: Router, group: any EventLoopGroup, blockingPool: NIOThreadPool, logger: Logger
+    ) throws {
+        try SocketFile.prepare(configuration.socketPath)
+        let quiescing = ServerQuiescingHelper(group: group)
+        let maximumBodySize = configuration.maximumBodySize
+        channel = try ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(
+                        RequestHandler(router: router, blockingPool: blockingPool, maximumBodySize: maximumBodySize, logger: logger))
+                }
+            }
+            .bind(unixDomainSocketPath: configuration.socketPath, cleanupExistingSocketFile: true)
+            .wait()
+        self.configuration = configuration
+        self.group = group
+        self.quiescing = quiescing
+    }
+
+    /// Stops accepting, waits for in-flight requests to be answered, then removes the socket.
+    public func shutdown() {
+        let drained = group.next().makePromise(of: Void.self)
+        quiescing.initiateShutdown(promise: drained)
+        try? drained.futureResult.wait()
+        // With no connection open the drain completes before the listening socket has closed.
+        try? channel.closeFuture.wait()
+        unlink(configuration.socketPath)
+    }
+}

@@ -1,0 +1,47 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// One HTTP request as the routes see it: the whole body already read, and the id that the
+/// response and the logs carry.
+public struct Request: Sendable {
+    public let method: HTTPMethod
+    /// The path without its query, with repeated slashes collapsed (clients send `///providers`).
+    public let path: String
+    public let query: [String: String]
+    public let headers: HTTPHeaders
+    public let body: ByteBuffer?
+    public let requestID: String
+
+    init(head: HTTPRequestHead, body: ByteBuffer?, requestID: String) {
+        method = head.method
+        headers = head.headers
+        self.body = body
+        self.requestID = requestID
+        let target = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        path = Self.collapsingSlashes(target.first.map(String.init) ?? "/")
+        query = target.count > 1 ? Self.parseQuery(target[1]) : [:]
+    }
+
+    private static func collapsingSlashes(_ path: String) -> String {
+        var result = ""
+        result.reserveCapacity(path.utf8.count)
+        var previousWasSlash = false
+        for character in path {
+            if character == "/" && previousWasSlash { continue }
+            previousWasSlash = character == "/"
+            result.append(character)
+        }
+        return result.isEmpty ? "/" : result
+    }
+
+    private static func parseQuery(_ query: Substring) -> [String: String] {
+        var parameters: [String: String] = [:]
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = parts.first.flatMap({ String($0).removingPercentEncoding }) else { continue }
+            parameters[name] = parts.count > 1 ? String(parts[1]).removingPercentEncoding ?? "" : ""
+        }
+        return parameters
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// What a route answers. Bodies are JSON; errors always have Azure's shape.
+public struct Response: Sendable {
+    public let status: HTTPResponseStatus
+    public let body: [UInt8]
+    public var headers: HTTPHeaders = [:]
+
+    public init(status: HTTPResponseStatus, body: [UInt8] = []) {
+        self.status = status
+        self.body = body
+    }
+
+    public static func json<Value: Encodable>(_ value: Value, status: HTTPResponseStatus = .ok) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Encoding hsmd's own response types cannot fail.
+        return Response(status: status, body: Array(try! encoder.encode(value)))
+    }
+
+    /// Azure's error body: `{"error":{"code":…,"message":…}}`.
+    public static func error(_ status: HTTPResponseStatus, code: String, message: String) -> Response {
+        json(ErrorBody(error: .init(code: code, message: message)), status: status)
+    }
+
+    struct ErrorBody: Encodable {
+        struct Detail: Encodable {
+            let code: String
+            let message: String
+        }
+        let error: Detail
+    }
+}

@@ -1,0 +1,101 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Vault
+import VaultServer
+
+@main
+struct HSMD: ParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "hsmd",
+        abstract: "An HSM daemon: Azure Managed HSM's keys API over a Unix socket, on a real PKCS#11 token.",
+        discussion: """
+            On first start with an empty state directory, hsmd provisions a SoftHSM2 token there: it writes \
+            the SoftHSM2 config, initialises the token, creates the domain key used for backups, and \
+            generates the SO and user PINs into DIR/pins (mode 0600) unless you name your own. Later starts \
+            reuse that token. One hsmd owns a state directory at a time.
+
+            PINs never come from the command line (every user can read it in /proc): name a file \
+            (mode 0600) or an environment variable instead.
+
+            Examples:
+              hsmd --state-dir tokens/dev
+              hsmd --state-dir /var/lib/hsmd --socket /run/hsmd/hsmd.sock --user-pin-file /etc/hsmd/user.pin
+              HSMD_PIN=... hsmd --state-dir /var/lib/hsmd --user-pin-env HSMD_PIN
+
+            Stop it with SIGTERM or Ctrl-C: it finishes the requests in flight, logs out of the token \
+            and removes its socket.
+            """,
+        version: version)
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Directory holding the token, its config and PINs, and the socket.", valueName: "DIR"))
+    var stateDirectory: String
+
+    @Option(help: ArgumentHelp("Unix socket to serve on (default: DIR/hsmd.sock). Created with mode 0600.", valueName: "PATH"))
+    var socket: String?
+
+    @Option(help: ArgumentHelp("PKCS#11 module to load.", valueName: "PATH"))
+    var module = TokenProvisioner.Options().modulePath
+
+    @Option(help: ArgumentHelp("Label of the token hsmd provisions (first start only).", valueName: "LABEL"))
+    var tokenLabel = TokenProvisioner.Options().tokenLabel
+
+    @Option(help: ArgumentHelp("File holding the user PIN (mode 0600). Default: the PIN hsmd generated into DIR/pins.", valueName: "PATH"))
+    var userPINFile: String?
+
+    @Option(help: ArgumentHelp("Environment variable holding the user PIN.", valueName: "NAME"))
+    var userPINEnv: String?
+
+    @Option(help: ArgumentHelp("File holding the SO PIN, used only when provisioning.", valueName: "PATH"))
+    var soPINFile: String?
+
+    @Option(help: ArgumentHelp("Environment variable holding the SO PIN, used only when provisioning.", valueName: "NAME"))
+    var soPINEnv: String?
+
+    @Option(help: ArgumentHelp("Largest request body accepted, in bytes; larger ones get 413.", valueName: "BYTES"))
+    var maxBodyBytes = 1 << 20
+
+    @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "LEVEL"))
+    var logLevel = "info"
+
+    func validate() throws {
+        if userPINFile != nil && userPINEnv != nil {
+            throw ValidationError("name the user PIN once: --user-pin-file or --user-pin-env, not both")
+        }
+        if soPINFile != nil && soPINEnv != nil {
+            throw ValidationError("name the SO PIN once: --so-pin-file or --so-pin-env, not both")
+        }
+        if Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        if maxBodyBytes < 1024 {
+            throw ValidationError("--max-body-bytes must be at least 1024")
+        }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = JSONLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var options = TokenProvisioner.Options()
+        options.modulePath = module
+        options.tokenLabel = tokenLabel
+        options.userPIN = userPINFile.map(PINSource.file) ?? userPINEnv.map(PINSource.environment)
+        options.soPIN = soPINFile.map(PINSource.file) ?? soPINEnv.map(PINSource.environment)
+        let directory = StateDirectory(path: stateDirectory)
+        let daemon = Daemon(
+            directory: directory, provisioning: options, socketPath: socket ?? directory.defaultSocket.path,
+            maximumBodySize: maxBodyBytes, version: Self.version, logger: Logger(label: "hsmd"))
+        do {
+            try daemon.run()
+        } catch {
+            Logger(label: "hsmd").critical("cannot start", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+    }
+}

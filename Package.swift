@@ -71,6 +71,15 @@ let package = Package(
             name: "VaultTests",
             dependencies: ["Vault", "PKCS11", .product(name: "Logging", package: "swift-log")]
         ),
+        .testTarget(
+            name: "VaultServerTests",
+            dependencies: [
+                "VaultServer", "HSMClient",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Drives the built hsmd and hsmctl executables as separate processes: `swift build` first.
         .testTarget(name: "DaemonTests", dependencies: ["HSMClient"]),
     ],
     swiftLanguageModes: [.v6]

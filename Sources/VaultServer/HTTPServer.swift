@@ -30,6 +30,9 @@ public final class HTTPServer: Sendable {
         try SocketFile.prepare(configuration.socketPath)
         let quiescing = ServerQuiescingHelper(group: group)
         let maximumBodySize = configuration.maximumBodySize
+        // The socket file is born 0600: no window in which others could connect before a chmod.
+        let previousMask = umask(0o177)
+        defer { umask(previousMask) }
         channel = try ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelInitializer { channel in

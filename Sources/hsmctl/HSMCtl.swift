@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import HSMClient
+
+@main
+struct HSMCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hsmctl",
+        abstract: "Talk to a running hsmd over its Unix socket.",
+        discussion: """
+            The socket is --socket, else $HSMD_SOCKET, else tokens/dev/hsmd.sock (the README's development daemon).
+
+            Exit codes: 0 success, 1 hsmd answered with an error, 3 hsmd cannot be reached, 64 bad usage.
+            """,
+        version: "0.1.0",
+        subcommands: [Health.self])
+}
+
+struct ConnectionOptions: ParsableArguments {
+    static let defaultSocket = "tokens/dev/hsmd.sock"
+
+    @Option(help: ArgumentHelp("hsmd's Unix socket.", valueName: "PATH"))
+    var socket: String = ProcessInfo.processInfo.environment["HSMD_SOCKET"] ?? defaultSocket
+
+    @Option(help: "table (for people) or json (the API's JSON, for scripts).")
+    var output: OutputFormat = .table
+
+    var client: HSMClient { HSMClient(socketPath: socket) }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json
+}
+
+/// Failures that end hsmctl with a one-line message on stderr and a distinct exit code.
+enum CommandFailure {
+    static let serverError: Int32 = 1
+    static let unreachable: Int32 = 3
+
+    static func exit(_ message: String, code: Int32) -> ExitCode {
+        FileHandle.standardError.write(Data("hsmctl: \(message)\n".utf8))
+        return ExitCode(code)
+    }
+}

@@ -1,0 +1,27 @@
+# The two commands of the README, and what they are made of.
+STATE_DIR ?= tokens/dev
+SWIFT ?= swift
+
+.PHONY: run test prerequisites build release clean-token
+
+## Set everything up and run hsmd in the foreground on tokens/dev (socket: tokens/dev/hsmd.sock).
+run: prerequisites build
+	$(SWIFT) run --skip-build hsmd --state-dir $(STATE_DIR)
+
+## Run every test against the real SoftHSM2 token, socket and clients.
+test: prerequisites build
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+prerequisites:
+	@scripts/install-prerequisites
+
+build:
+	$(SWIFT) build
+
+release:
+	$(SWIFT) build -c release
+
+## Forget the development token (its keys are gone for good).
+clean-token:
+	rm -rf $(STATE_DIR)

@@ -6,23 +6,11 @@ import PKCS11
 /// is true so that backups are possible, `WRAP_WITH_TRUSTED` makes every other wrapping key fail.
 enum KeyTemplates {
     static func privateKey(_ id: TokenKeyID, usage: KeyUsage) -> [Attribute] {
-        identity(id) + protected + [
-            .bool(CKA_PRIVATE, true),
-            .bool(CKA_SIGN, usage.contains(.sign)),
-            .bool(CKA_DECRYPT, usage.contains(.decrypt) || usage.contains(.unwrapKey)),
-            .bool(CKA_UNWRAP, usage.contains(.unwrapKey)),
-            .bool(CKA_DERIVE, false),
-        ]
+        identity(id) + protected + [.bool(CKA_PRIVATE, true), .bool(CKA_DERIVE, false)] + privateUsage(usage)
     }
 
     static func publicKey(_ id: TokenKeyID, usage: KeyUsage) -> [Attribute] {
-        identity(id) + [
-            .bool(CKA_PRIVATE, false),
-            .bool(CKA_VERIFY, usage.contains(.verify)),
-            .bool(CKA_ENCRYPT, usage.contains(.encrypt) || usage.contains(.wrapKey)),
-            .bool(CKA_WRAP, usage.contains(.wrapKey)),
-            .bool(CKA_DERIVE, false),
-        ]
+        identity(id) + [.bool(CKA_PRIVATE, false), .bool(CKA_DERIVE, false)] + publicUsage(usage)
     }
 
     static func secretKey(_ id: TokenKeyID, usage: KeyUsage) -> [Attribute] {
@@ -30,13 +18,34 @@ enum KeyTemplates {
             .ulong(CKA_CLASS, CK_ULONG(CKO_SECRET_KEY)),
             .ulong(CKA_KEY_TYPE, CK_ULONG(usage.makesHMACKey ? CKK_GENERIC_SECRET : CKK_AES)),
             .bool(CKA_PRIVATE, true),
+            .bool(CKA_DERIVE, false),
+        ] + secretUsage(usage)
+    }
+
+    static func privateUsage(_ usage: KeyUsage) -> [Attribute] {
+        [
+            .bool(CKA_SIGN, usage.contains(.sign)),
+            .bool(CKA_DECRYPT, usage.contains(.decrypt) || usage.contains(.unwrapKey)),
+            .bool(CKA_UNWRAP, usage.contains(.unwrapKey)),
+        ]
+    }
+
+    static func publicUsage(_ usage: KeyUsage) -> [Attribute] {
+        [
+            .bool(CKA_VERIFY, usage.contains(.verify)),
+            .bool(CKA_ENCRYPT, usage.contains(.encrypt) || usage.contains(.wrapKey)),
+            .bool(CKA_WRAP, usage.contains(.wrapKey)),
+        ]
+    }
+
+    static func secretUsage(_ usage: KeyUsage) -> [Attribute] {
+        [
             .bool(CKA_ENCRYPT, usage.contains(.encrypt)),
             .bool(CKA_DECRYPT, usage.contains(.decrypt)),
             .bool(CKA_WRAP, usage.contains(.wrapKey)),
             .bool(CKA_UNWRAP, usage.contains(.unwrapKey)),
             .bool(CKA_SIGN, usage.contains(.sign)),
             .bool(CKA_VERIFY, usage.contains(.verify)),
-            .bool(CKA_DERIVE, false),
         ]
     }
 

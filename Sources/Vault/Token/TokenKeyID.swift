@@ -25,6 +25,12 @@ public struct TokenKeyID: Hashable, Sendable, CustomStringConvertible {
         self.version = version
     }
 
+    /// For a name and version the metadata store already validated.
+    init(stored name: String, version: String) {
+        self.name = name
+        self.version = version
+    }
+
     /// A fresh version id from the token's random generator.
     public static func newVersion(from randomBytes: [UInt8]) -> String {
         randomBytes.prefix(16).map { byte in

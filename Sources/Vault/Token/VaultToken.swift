@@ -12,9 +12,11 @@ public final class VaultToken: Sendable {
     public let pool: SessionPool
     public let tokenInfo: TokenInfo
     private let anchor: Session
-    private let index: Mutex<[TokenKeyID: TokenKey]>
+    let index: Mutex<[TokenKeyID: TokenKey]>
     /// Objects in the token that are not hsmd keys (its domain key among them).
     public let unmanagedObjects: [ObjectHandle]
+    /// The trusted key that wraps backups; nil on a token hsmd did not provision.
+    let domainKey: ObjectHandle?
 
     /// Logs in with the user PIN and indexes the token's keys.
     public init(module: PKCS11Module, slot: CK_SLOT_ID, userPIN: [UInt8]) throws {
@@ -34,6 +36,7 @@ public final class VaultToken: Sendable {
         let (keys, unmanaged) = try TokenIndexer(session: anchor).readAll()
         self.index = Mutex(Dictionary(uniqueKeysWithValues: keys.map { ($0.id, $0) }))
         self.unmanagedObjects = unmanaged
+        self.domainKey = try anchor.findObjects([.string(CKA_LABEL, DomainKey.label), .bool(CKA_TRUSTED, true)]).first
     }
 
     /// Closes every session, logs out and finalises the module. Call after the last operation
@@ -141,13 +144,31 @@ public final class VaultToken: Sendable {
 
     /// SoftHSM2 can leave a half-made object behind when generation or import fails: remove
     /// whatever carries this id before reporting the failure.
-    private func cleaningUpOnFailure<R>(_ id: TokenKeyID, _ session: Session, _ body: () throws -> R) throws -> R {
+    func cleaningUpOnFailure<R>(_ id: TokenKeyID, _ session: Session, _ body: () throws -> R) throws -> R {
         do {
             return try body()
         } catch {
             let leftovers = (try? session.findObjects([.bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)])) ?? []
             for object in leftovers { try? session.destroyObject(object) }
             throw error
+        }
+    }
+}
+
+extension VaultToken {
+    /// Changes the usage flags of a version's objects to match new operations.
+    public func setUsage(_ id: TokenKeyID, _ usage: KeyUsage) throws(TokenKeyError) {
+        let key = try key(id)
+        try withSession { session in
+            switch key.spec {
+            case .oct:
+                try session.setAttributeValues(of: key.privateHandle, KeyTemplates.secretUsage(usage))
+            case .rsa, .ec:
+                try session.setAttributeValues(of: key.privateHandle, KeyTemplates.privateUsage(usage))
+                if let publicHandle = key.publicHandle {
+                    try session.setAttributeValues(of: publicHandle, KeyTemplates.publicUsage(usage))
+                }
+            }
         }
     }
 }

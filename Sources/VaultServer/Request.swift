@@ -12,6 +12,8 @@ public struct Request: Sendable {
     public let headers: HTTPHeaders
     public let body: ByteBuffer?
     public let requestID: String
+    /// The path's `{parameters}`, filled in by the router.
+    public internal(set) var parameters: [String: String] = [:]
 
     init(head: HTTPRequestHead, body: ByteBuffer?, requestID: String) {
         method = head.method

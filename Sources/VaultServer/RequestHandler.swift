@@ -51,25 +51,26 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let request = Request(head: head, body: body, requestID: UUID().uuidString.lowercased())
+        let received = Request(head: head, body: body, requestID: UUID().uuidString.lowercased())
         body = nil
         let keepAlive = head.isKeepAlive && !bodyTooLarge
         if bodyTooLarge {
             write(
                 .error(.payloadTooLarge, code: "RequestTooLarge",
                        message: "the request body exceeds the limit of \(maximumBodySize) bytes"),
-                for: request, keepAlive: false, context: context)
+                for: received, keepAlive: false, context: context)
             return
         }
-        switch router.handler(for: request) {
-        case .immediate(let handler):
-            write(handler(request), for: request, keepAlive: keepAlive, context: context)
-        case .blocking(let handler):
+        let (handler, request) = router.route(received)
+        switch handler {
+        case .immediate(let respond):
+            write(respond(request), for: request, keepAlive: keepAlive, context: context)
+        case .blocking(let respond):
             let logger = self.logger
             let onLoop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             blockingPool.runIfActive(eventLoop: context.eventLoop) {
                 do {
-                    return try handler(request)
+                    return try respond(request)
                 } catch {
                     // Routes map every expected failure themselves; this is a bug, not the caller's fault.
                     logger.error("unhandled error in a route", metadata: ["request_id": "\(request.requestID)", "error": "\(error)"])

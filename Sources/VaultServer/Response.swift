@@ -20,15 +20,19 @@ public struct Response: Sendable {
         return Response(status: status, body: Array(try! encoder.encode(value)))
     }
 
-    /// Azure's error body: `{"error":{"code":…,"message":…}}`.
-    public static func error(_ status: HTTPResponseStatus, code: String, message: String) -> Response {
-        json(ErrorBody(error: .init(code: code, message: message)), status: status)
+    /// Azure's error body: `{"error":{"code":…,"message":…,"innererror":{"code":…}}}`.
+    public static func error(_ status: HTTPResponseStatus, code: String, message: String, innerCode: String? = nil) -> Response {
+        json(ErrorBody(error: .init(code: code, message: message, innererror: innerCode.map { .init(code: $0) })), status: status)
     }
 
     struct ErrorBody: Encodable {
+        struct Inner: Encodable {
+            let code: String
+        }
         struct Detail: Encodable {
             let code: String
             let message: String
+            let innererror: Inner?
         }
         let error: Detail
     }

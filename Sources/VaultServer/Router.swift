@@ -6,29 +6,79 @@ public enum RouteHandler: Sendable {
     case blocking(@Sendable (Request) throws -> Response)
 }
 
-/// Finds the handler of a request by method and path.
+/// Finds the handler of a request by method and path. Patterns are segments, literal or
+/// `{parameter}`; literals match case-insensitively (Azure's identifiers are case-insensitive), and
+/// where two patterns match, the one with more literal segments wins (`/keys/restore` over
+/// `/keys/{name}`). An empty last segment (`/keys/k/`) matches a parameter as "".
 public struct Router: Sendable {
-    private var routes: [String: [String: RouteHandler]] = [:]
+    private struct Route: Sendable {
+        let segments: [Segment]
+        let literalCount: Int
+        var handlers: [String: RouteHandler]
+    }
+
+    private enum Segment: Sendable, Equatable {
+        case literal(String)
+        case parameter(String)
+    }
+
+    private var routes: [Route] = []
 
     public init() {}
 
-    public mutating func add(_ method: HTTPMethod, _ path: String, _ handler: RouteHandler) {
-        routes[path, default: [:]][method.rawValue] = handler
+    public mutating func add(_ method: HTTPMethod, _ pattern: String, _ handler: RouteHandler) {
+        let segments = Self.split(pattern).map { part -> Segment in
+            part.hasPrefix("{") && part.hasSuffix("}") ? .parameter(String(part.dropFirst().dropLast())) : .literal(part.lowercased())
+        }
+        if let index = routes.firstIndex(where: { $0.segments == segments }) {
+            routes[index].handlers[method.rawValue] = handler
+        } else {
+            let literals = segments.filter { if case .literal = $0 { true } else { false } }.count
+            routes.append(Route(segments: segments, literalCount: literals, handlers: [method.rawValue: handler]))
+        }
     }
 
-    func handler(for request: Request) -> RouteHandler {
-        guard let methods = routes[request.path] else {
-            return .immediate { _ in
-                .error(.notFound, code: "NotFound", message: "no operation is served at \(request.path)")
-            }
+    /// The handler for a request, with the path's parameters filled in.
+    func route(_ request: Request) -> (RouteHandler, Request) {
+        let parts = Self.split(request.path)
+        var best: (route: Route, parameters: [String: String])?
+        for route in routes where route.segments.count == parts.count {
+            guard let parameters = Self.match(route.segments, parts) else { continue }
+            if best == nil || route.literalCount > best!.route.literalCount { best = (route, parameters) }
         }
-        guard let handler = methods[request.method.rawValue] else {
-            let allowed = methods.keys.sorted().joined(separator: ", ")
-            return .immediate { _ in
+        guard let (route, parameters) = best else {
+            return (.immediate { _ in
+                .error(.notFound, code: "NotFound", message: "no operation is served at \(request.path)")
+            }, request)
+        }
+        guard let handler = route.handlers[request.method.rawValue] else {
+            let allowed = route.handlers.keys.sorted().joined(separator: ", ")
+            return (.immediate { _ in
                 .error(.methodNotAllowed, code: "MethodNotAllowed",
                        message: "\(request.method.rawValue) is not allowed on \(request.path); use \(allowed)")
+            }, request)
+        }
+        var routed = request
+        routed.parameters = parameters
+        return (handler, routed)
+    }
+
+    private static func split(_ path: String) -> [String] {
+        var parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if parts.first == "" { parts.removeFirst() }
+        return parts
+    }
+
+    private static func match(_ segments: [Segment], _ parts: [String]) -> [String: String]? {
+        var parameters: [String: String] = [:]
+        for (segment, part) in zip(segments, parts) {
+            switch segment {
+            case .literal(let literal):
+                guard part.lowercased() == literal else { return nil }
+            case .parameter(let name):
+                parameters[name] = part.removingPercentEncoding ?? part
             }
         }
-        return handler
+        return parameters
     }
 }

@@ -10,6 +10,8 @@ import VaultServer
 struct Daemon {
     let directory: StateDirectory
     let provisioning: TokenProvisioner.Options
+    let vaultSettings: VaultSettings?
+    let authority: String
     let socketPath: String
     let maximumBodySize: Int
     let version: String
@@ -23,10 +25,19 @@ struct Daemon {
         let stop = SignalWaiter(signals: [SIGTERM, SIGINT])
 
         let (token, lock) = try TokenProvisioner(directory: directory, options: provisioning, logger: logger).open()
+        let vault: KeyVault
+        do {
+            vault = try KeyVault(token: token, storePath: directory.metadataStore, settings: vaultSettings, logger: logger)
+        } catch {
+            token.close()
+            throw error
+        }
+        let purger = PurgeScheduler(vault: vault)
         let blockingPool = NIOThreadPool(numberOfThreads: max(2, ProcessInfo.processInfo.activeProcessorCount * 2))
         blockingPool.start()
         var router = Router()
         HealthRoute.add(to: &router, token: token, version: version, started: Date())
+        KeysAPI(vault: vault, authority: authority, logger: logger).register(in: &router)
         var configuration = HTTPServer.Configuration(socketPath: socketPath)
         configuration.maximumBodySize = maximumBodySize
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
@@ -48,6 +59,7 @@ struct Daemon {
 
         let signal = stop.wait()
         logger.info("stopping", metadata: ["signal": "\(signal)"])
+        purger.stop()
         server?.shutdown()
         server = nil
         try? group.syncShutdownGracefully()
@@ -55,6 +67,23 @@ struct Daemon {
         token.close()
         withExtendedLifetime(lock) {}
         logger.info("stopped")
+    }
+}
+
+/// Purges deleted keys whose retention has ended, once a minute and once at start.
+final class PurgeScheduler {
+    private let timer: any DispatchSourceTimer
+
+    init(vault: KeyVault, interval: DispatchTimeInterval = .seconds(60)) {
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "hsmd.purge"))
+        timer.schedule(deadline: .now(), repeating: interval)
+        timer.setEventHandler { vault.purgeExpiredKeys() }
+        timer.resume()
+        self.timer = timer
+    }
+
+    func stop() {
+        timer.cancel()
     }
 }
 

@@ -54,6 +54,15 @@ struct HSMD: ParsableCommand {
     @Option(help: ArgumentHelp("Environment variable holding the SO PIN, used only when provisioning.", valueName: "NAME"))
     var soPINEnv: String?
 
+    @Option(help: ArgumentHelp("Base URL that kids, recovery ids and next links are written on.", valueName: "URL"))
+    var authority = "https://localhost"
+
+    @Option(help: ArgumentHelp("Days a deleted key stays recoverable, 7 to 90 (fixed at the first start).", valueName: "DAYS"))
+    var retentionDays: Int?
+
+    @Flag(help: "Refuse purges of deleted keys until their retention ends (fixed at the first start).")
+    var purgeProtection = false
+
     @Option(help: ArgumentHelp("Largest request body accepted, in bytes; larger ones get 413.", valueName: "BYTES"))
     var maxBodyBytes = 1 << 20
 
@@ -69,6 +78,12 @@ struct HSMD: ParsableCommand {
         }
         if Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        if let retentionDays, !(7...90).contains(retentionDays) {
+            throw ValidationError("--retention-days must be 7 to 90")
+        }
+        if !(authority.hasPrefix("https://") || authority.hasPrefix("http://")) {
+            throw ValidationError("--authority must be a URL such as https://localhost")
         }
         if maxBodyBytes < 1024 {
             throw ValidationError("--max-body-bytes must be at least 1024")
@@ -88,9 +103,12 @@ struct HSMD: ParsableCommand {
         options.userPIN = userPINFile.map(PINSource.file) ?? userPINEnv.map(PINSource.environment)
         options.soPIN = soPINFile.map(PINSource.file) ?? soPINEnv.map(PINSource.environment)
         let directory = StateDirectory(path: stateDirectory)
+        let settings = (retentionDays != nil || purgeProtection)
+            ? VaultSettings(retentionDays: retentionDays ?? 90, purgeProtection: purgeProtection) : nil
         let daemon = Daemon(
-            directory: directory, provisioning: options, socketPath: socket ?? directory.defaultSocket.path,
-            maximumBodySize: maxBodyBytes, version: Self.version, logger: Logger(label: "hsmd"))
+            directory: directory, provisioning: options, vaultSettings: settings, authority: authority,
+            socketPath: socket ?? directory.defaultSocket.path, maximumBodySize: maxBodyBytes, version: Self.version,
+            logger: Logger(label: "hsmd"))
         do {
             try daemon.run()
         } catch {

@@ -1,0 +1,142 @@
+import Foundation
+import Logging
+import NIOHTTP1
+import Vault
+
+/// Managed HSM's keys API (docs/api.md) over the vault core. Each route decodes its body, calls one
+/// `KeyVault` method on the blocking pool, and renders the result; every failure becomes Azure's
+/// error shape in `errorResponse`.
+public struct KeysAPI: Sendable {
+    let vault: KeyVault
+    /// Where kids, recovery ids and next links point, e.g. `https://localhost`.
+    let authority: String
+    let logger: Logger
+
+    public init(vault: KeyVault, authority: String, logger: Logger) {
+        self.vault = vault
+        self.authority = authority.hasSuffix("/") ? String(authority.dropLast()) : authority
+        self.logger = logger
+    }
+
+    public func register(in router: inout Router) {
+        registerKeyRoutes(in: &router)
+        registerDeletedKeyRoutes(in: &router)
+        registerCryptoRoutes(in: &router)
+    }
+
+    /// Wraps a route: checks api-version, runs it, maps errors.
+    func api(_ body: @escaping @Sendable (Request, Renderer) throws -> Response) -> RouteHandler {
+        .blocking { request in
+            do {
+                let version = try apiVersion(request)
+                return try body(request, Renderer(authority: authority, apiVersion: version, settings: vault.settings))
+            } catch let error as VaultError {
+                return errorResponse(error, request)
+            }
+        }
+    }
+
+    private func apiVersion(_ request: Request) throws(VaultError) -> APIVersion {
+        guard let text = request.query["api-version"], !text.isEmpty else {
+            throw .badParameter("api-version is required: pass ?api-version=\(APIVersion.latest.rawValue) (also served: 7.4, 7.5, 7.6)")
+        }
+        guard let version = APIVersion(rawValue: text) else {
+            throw .badParameter(
+                "The specified version (\(text.prefix(40))) is not recognized. Consider using the latest supported version (\(APIVersion.latest.rawValue)).")
+        }
+        return version
+    }
+
+    func errorResponse(_ error: VaultError, _ request: Request) -> Response {
+        switch error {
+        case .badParameter(let message):
+            return .error(.badRequest, code: "BadParameter", message: message)
+        case .keyNotFound(let message), .deletedKeyNotFound(let message):
+            return .error(.notFound, code: "KeyNotFound", message: message)
+        case .deletedButRecoverable(let message):
+            return .error(.conflict, code: "Conflict", message: message, innerCode: "ObjectIsDeletedButRecoverable")
+        case .conflict(let message):
+            return .error(.conflict, code: "Conflict", message: message)
+        case let .forbidden(innerCode, message):
+            return .error(.forbidden, code: "Forbidden", message: message, innerCode: innerCode)
+        case .notSupported(let message):
+            return .error(.notImplemented, code: "NotSupported", message: message)
+        case .internalFailure(let detail):
+            logger.error("request failed inside hsmd", metadata: ["request_id": "\(request.requestID)", "error": "\(detail)"])
+            return .error(.internalServerError, code: "InternalError",
+                          message: "hsmd could not complete the request; the operator's log has the details under request id \(request.requestID)")
+        }
+    }
+
+    // MARK: Shared decoding
+
+    func decode<Body: Decodable>(_ type: Body.Type, _ request: Request) throws(VaultError) -> Body {
+        guard let body = request.body, body.readableBytes > 0 else {
+            throw .badParameter("the request needs a JSON body")
+        }
+        do {
+            return try JSONDecoder().decode(Body.self, from: Data(body.readableBytesView))
+        } catch let error as DecodingError {
+            throw .badParameter(Self.describe(error))
+        } catch {
+            throw .badParameter("the body is not valid JSON")
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ codingPath: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
+            (codingPath + (last.map { [$0] } ?? [])).map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+                .joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
+        }
+        switch error {
+        case let .keyNotFound(key, context): return "\(path(context.codingPath, key)) is required"
+        case let .typeMismatch(type, context): return "\(path(context.codingPath)) must be \(Self.describe(type))"
+        case let .valueNotFound(type, context): return "\(path(context.codingPath)) must be \(Self.describe(type)), not null"
+        case let .dataCorrupted(context):
+            return context.codingPath.isEmpty ? "the body is not valid JSON" : "\(path(context.codingPath)) is invalid"
+        @unknown default: return "the body is not valid"
+        }
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Int.Type, is Int64.Type: "an integer"
+        case is Bool.Type: "true or false"
+        case is [String].Type: "an array of strings"
+        default: "an object of the documented shape"
+        }
+    }
+
+    func bytes(_ text: String, field: String) throws(VaultError) -> [UInt8] {
+        guard let bytes = Base64URL.decode(text) else { throw .badParameter("\(field) must be base64url") }
+        return bytes
+    }
+
+    func optionalBytes(_ text: String?, field: String) throws(VaultError) -> [UInt8]? {
+        guard let text else { return nil }
+        return try bytes(text, field: field)
+    }
+
+    func pageRequest(_ request: Request) throws(VaultError) -> (maxResults: Int, token: String?) {
+        var maxResults = 25
+        if let text = request.query["maxresults"] {
+            guard let value = Int(text), (1...25).contains(value) else {
+                throw .badParameter("maxresults must be an integer from 1 to 25; it is '\(text.prefix(20))'")
+            }
+            maxResults = value
+        }
+        guard let skip = request.query["$skiptoken"] else { return (maxResults, nil) }
+        guard let bytes = Base64URL.decode(skip), let token = String(validating: bytes, as: UTF8.self), Int(token) != nil else {
+            throw .badParameter("$skiptoken is not one hsmd issued: follow nextLink as given")
+        }
+        return (maxResults, token)
+    }
+
+    func name(_ request: Request) -> String { request.parameters["name"] ?? "" }
+
+    func version(_ request: Request) -> String? {
+        guard let version = request.parameters["version"], !version.isEmpty else { return nil }
+        return version
+    }
+}

@@ -86,7 +86,9 @@ extension VaultToken {
                 macKey = try session.unwrapKey(
                     Mechanism(CKM_AES_KEY_WRAP_PAD), unwrappingKey: domain, wrapped: wrappedKey,
                     template: [.ulong(CKA_CLASS, CK_ULONG(CKO_SECRET_KEY)), .ulong(CKA_KEY_TYPE, CK_ULONG(CKK_GENERIC_SECRET)),
-                               .bool(CKA_TOKEN, false), .bool(CKA_VERIFY, true)])
+                               .bool(CKA_TOKEN, false), .bool(CKA_VERIFY, true),
+                               // What the domain key's unwrap template imposes; leaving it out is CKR_TEMPLATE_INCONSISTENT.
+                               .bool(CKA_SENSITIVE, true), .bool(CKA_WRAP_WITH_TRUSTED, true)])
             } catch {
                 return false
             }

@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         // Layer 0: the system's pkcs11.h and dlopen, nothing else.
@@ -31,11 +32,13 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        // The tamper-evident audit log: hash-chained JSON lines, shared by hsmd and hsmctl.
+        .target(name: "Audit", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // Layer 3: HTTP/1.1 on the Unix socket.
         .target(
             name: "VaultServer",
             dependencies: [
-                "Vault",
+                "Vault", "Audit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -56,7 +59,7 @@ let package = Package(
         .executableTarget(
             name: "hsmd",
             dependencies: [
-                "Vault", "VaultServer",
+                "Vault", "VaultServer", "Audit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -64,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "hsmctl",
             dependencies: [
-                "HSMClient",
+                "HSMClient", "Audit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -73,6 +76,7 @@ let package = Package(
             name: "VaultTests",
             dependencies: ["Vault", "PKCS11", .product(name: "Logging", package: "swift-log")]
         ),
+        .testTarget(name: "AuditTests", dependencies: ["Audit"]),
         .testTarget(
             name: "VaultServerTests",
             dependencies: [

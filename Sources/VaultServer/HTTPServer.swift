@@ -12,6 +12,9 @@ public final class HTTPServer: Sendable {
     public struct Configuration: Sendable {
         public var socketPath: String
         public var maximumBodySize = 1 << 20
+        /// Makes the socket 0660 and owned by this group, so its members can connect (RBAC then
+        /// decides what they may do). Nil: 0600, the daemon's user only.
+        public var socketGroup: gid_t?
 
         public init(socketPath: String) {
             self.socketPath = socketPath
@@ -25,7 +28,8 @@ public final class HTTPServer: Sendable {
 
     /// Binds the socket and starts serving.
     public init(
-        configuration: Configuration, router: Router, group: any EventLoopGroup, blockingPool: NIOThreadPool, logger: Logger
+        configuration: Configuration, router: Router, group: any EventLoopGroup, blockingPool: NIOThreadPool,
+        auditor: (any RequestAuditor)? = nil, logger: Logger
     ) throws {
         try SocketFile.prepare(configuration.socketPath)
         let quiescing = ServerQuiescingHelper(group: group)
@@ -41,14 +45,24 @@ public final class HTTPServer: Sendable {
                 }
             }
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                // A connection whose peer the kernel cannot name is closed: every request needs a caller.
+                PeerCredentials.read(from: channel).flatMapThrowing { peer in
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        RequestHandler(router: router, blockingPool: blockingPool, maximumBodySize: maximumBodySize, logger: logger))
+                        RequestHandler(
+                            router: router, blockingPool: blockingPool, maximumBodySize: maximumBodySize, peer: peer,
+                            auditor: auditor, logger: logger))
                 }
             }
             .bind(unixDomainSocketPath: configuration.socketPath, cleanupExistingSocketFile: true)
             .wait()
+        if let group = configuration.socketGroup {
+            guard chown(configuration.socketPath, uid_t.max, group) == 0, chmod(configuration.socketPath, 0o660) == 0 else {
+                let reason = String(cString: strerror(errno))
+                try? channel.close().wait()
+                throw SocketFile.InUse(description: "cannot give the socket to group \(group): \(reason)")
+            }
+        }
         self.configuration = configuration
         self.group = group
         self.quiescing = quiescing

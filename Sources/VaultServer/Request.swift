@@ -12,10 +12,13 @@ public struct Request: Sendable {
     public let headers: HTTPHeaders
     public let body: ByteBuffer?
     public let requestID: String
+    /// Who sent it, as the kernel reported when the connection was accepted.
+    public let peer: PeerCredentials
     /// The path's `{parameters}`, filled in by the router.
     public internal(set) var parameters: [String: String] = [:]
 
-    init(head: HTTPRequestHead, body: ByteBuffer?, requestID: String) {
+    init(head: HTTPRequestHead, body: ByteBuffer?, peer: PeerCredentials, requestID: String) {
+        self.peer = peer
         method = head.method
         headers = head.headers
         self.body = body

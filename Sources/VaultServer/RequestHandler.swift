@@ -5,8 +5,8 @@ import NIOHTTP1
 import NIOPosix
 
 /// Reads one request at a time from a connection (the pipelining handler in front of it orders
-/// them), runs its route, and writes the answer. Token work goes to the blocking pool so the event
-/// loop never waits on the token.
+/// them), runs its route and audits it on the blocking pool (so the event loop never waits on the
+/// token or on an fsync), and writes the answer.
 final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -14,16 +14,23 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let router: Router
     private let blockingPool: NIOThreadPool
     private let maximumBodySize: Int
+    private let peer: PeerCredentials
+    private let auditor: (any RequestAuditor)?
     private let logger: Logger
 
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var bodyTooLarge = false
 
-    init(router: Router, blockingPool: NIOThreadPool, maximumBodySize: Int, logger: Logger) {
+    init(
+        router: Router, blockingPool: NIOThreadPool, maximumBodySize: Int, peer: PeerCredentials,
+        auditor: (any RequestAuditor)?, logger: Logger
+    ) {
+        self.auditor = auditor
         self.router = router
         self.blockingPool = blockingPool
         self.maximumBodySize = maximumBodySize
+        self.peer = peer
         self.logger = logger
     }
 
@@ -51,37 +58,54 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let received = Request(head: head, body: body, requestID: UUID().uuidString.lowercased())
+        let started = DispatchTime.now()
+        let received = Request(head: head, body: body, peer: peer, requestID: UUID().uuidString.lowercased())
         body = nil
         let keepAlive = head.isKeepAlive && !bodyTooLarge
-        if bodyTooLarge {
-            write(
-                .error(.payloadTooLarge, code: "RequestTooLarge",
-                       message: "the request body exceeds the limit of \(maximumBodySize) bytes"),
-                for: received, keepAlive: false, context: context)
-            return
-        }
-        let (handler, request) = router.route(received)
-        switch handler {
-        case .immediate(let respond):
-            write(respond(request), for: request, keepAlive: keepAlive, context: context)
-        case .blocking(let respond):
-            let logger = self.logger
-            let onLoop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            blockingPool.runIfActive(eventLoop: context.eventLoop) {
-                do {
-                    return try respond(request)
-                } catch {
-                    // Routes map every expected failure themselves; this is a bug, not the caller's fault.
-                    logger.error("unhandled error in a route", metadata: ["request_id": "\(request.requestID)", "error": "\(error)"])
-                    return .error(.internalServerError, code: "InternalError", message: "hsmd failed to handle the request (request id \(request.requestID))")
+        let (handler, request) = bodyTooLarge ? (Self.tooLarge(maximumBodySize), received) : router.route(received)
+        let auditor = self.auditor
+        let logger = self.logger
+        let onLoop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        blockingPool.runIfActive(eventLoop: context.eventLoop) { () -> Response in
+            var response: Response
+            if let auditor, !auditor.isAvailable {
+                response = .error(.serviceUnavailable, code: "AuditLogUnavailable",
+                                  message: "hsmd cannot write its audit log, so it refuses requests until it can")
+            } else {
+                switch handler {
+                case .immediate(let respond):
+                    response = respond(request)
+                case .blocking(let respond):
+                    do {
+                        response = try respond(request)
+                    } catch {
+                        // Routes map every expected failure themselves; this is a bug, not the caller's fault.
+                        logger.error("unhandled error in a route", metadata: ["request_id": "\(request.requestID)", "error": "\(error)"])
+                        response = .error(.internalServerError, code: "InternalError", message: "hsmd failed to handle the request (request id \(request.requestID))")
+                    }
                 }
-            }.whenComplete { result in
-                let response = (try? result.get())
-                    ?? .error(.serviceUnavailable, code: "ServiceUnavailable", message: "hsmd is shutting down")
-                let (handler, context) = onLoop.value
-                handler.write(response, for: request, keepAlive: keepAlive, context: context)
             }
+            guard let auditor else { return response }
+            do {
+                let elapsed = Int((DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1000)
+                try auditor.record(request, response, latencyMicroseconds: elapsed)
+            } catch {
+                logger.critical("audit log write failed; refusing requests until it can be written", metadata: ["error": "\(error)"])
+                return .error(.internalServerError, code: "AuditLogUnavailable",
+                              message: "hsmd could not write its audit log; the outcome of this request is unknown to the caller (request id \(request.requestID))")
+            }
+            return response
+        }.whenComplete { result in
+            let response = (try? result.get())
+                ?? .error(.serviceUnavailable, code: "ServiceUnavailable", message: "hsmd is shutting down")
+            let (handler, context) = onLoop.value
+            handler.write(response, for: request, keepAlive: keepAlive, context: context)
+        }
+    }
+
+    private static func tooLarge(_ limit: Int) -> RouteHandler {
+        .immediate { _ in
+            .error(.payloadTooLarge, code: "RequestTooLarge", message: "the request body exceeds the limit of \(limit) bytes")
         }
     }
 

@@ -7,6 +7,8 @@ public struct Response: Sendable {
     public let status: HTTPResponseStatus
     public let body: [UInt8]
     public var headers: HTTPHeaders = [:]
+    /// What the audit log records about the request beyond method, path and status.
+    public var audit: AuditFacts?
 
     public init(status: HTTPResponseStatus, body: [UInt8] = []) {
         self.status = status
@@ -36,4 +38,12 @@ public struct Response: Sendable {
         }
         let error: Detail
     }
+}
+
+/// The operation a route performed, for the audit log: never a payload.
+public struct AuditFacts: Sendable {
+    public var operation: String
+    public var action: String?
+    public var key: String?
+    public var version: String?
 }

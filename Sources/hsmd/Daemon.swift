@@ -3,14 +3,24 @@ import Synchronization
 import Logging
 import NIOCore
 import NIOPosix
+import Audit
 import Vault
 import VaultServer
+
+/// Who starts with rights, and the operator's names for callers.
+struct AccessOptions {
+    let initialAdministrators: [String]
+    let bindings: [PrincipalBinding]
+}
 
 /// The daemon's life: open the token, serve, and on SIGTERM or SIGINT drain and close in order.
 struct Daemon {
     let directory: StateDirectory
     let provisioning: TokenProvisioner.Options
     let vaultSettings: VaultSettings?
+    let access: AccessOptions
+    let socketGroup: gid_t?
+    let auditRotationSize: Int
     let authority: String
     let socketPath: String
     let maximumBodySize: Int
@@ -32,29 +42,43 @@ struct Daemon {
             token.close()
             throw error
         }
+        let accessControl: AccessControl
+        let auditLog: AuditLog
+        do {
+            accessControl = try AccessControl(
+                vault: vault, initialAdministrators: access.initialAdministrators, bindings: access.bindings)
+            auditLog = try AuditLog(directory: directory.auditDirectory, rotationSize: auditRotationSize)
+        } catch {
+            token.close()
+            throw error
+        }
         let purger = PurgeScheduler(vault: vault)
         let blockingPool = NIOThreadPool(numberOfThreads: max(2, ProcessInfo.processInfo.activeProcessorCount * 2))
         blockingPool.start()
         var router = Router()
         HealthRoute.add(to: &router, token: token, version: version, started: Date())
-        KeysAPI(vault: vault, authority: authority, logger: logger).register(in: &router)
+        VaultAPI(vault: vault, access: accessControl, authority: authority, logger: logger).register(in: &router)
         var configuration = HTTPServer.Configuration(socketPath: socketPath)
         configuration.maximumBodySize = maximumBodySize
+        configuration.socketGroup = socketGroup
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         var server: HTTPServer?
         do {
             server = try HTTPServer(
-                configuration: configuration, router: router, group: group, blockingPool: blockingPool, logger: logger)
+                configuration: configuration, router: router, group: group, blockingPool: blockingPool,
+                auditor: AuditLogRecorder(log: auditLog, access: accessControl), logger: logger)
         } catch {
             try? group.syncShutdownGracefully()
             try? blockingPool.syncShutdownGracefully()
+            auditLog.close()
             token.close()
             throw error
         }
         logger.info("ready", metadata: [
             "socket": "\(socketPath)", "state_dir": "\(directory.root.path)", "token": "\(token.tokenInfo.label)",
             "serial": "\(token.tokenInfo.serialNumber)", "key_versions": "\(token.keyCount)", "pid": "\(getpid())",
-            "version": "\(version)",
+            "version": "\(version)", "admins": "\(access.initialAdministrators.joined(separator: ","))",
+            "audit_log": "\(auditLog.currentFile.path)",
         ])
 
         let signal = stop.wait()
@@ -64,6 +88,7 @@ struct Daemon {
         server = nil
         try? group.syncShutdownGracefully()
         try? blockingPool.syncShutdownGracefully()
+        auditLog.close()
         token.close()
         withExtendedLifetime(lock) {}
         logger.info("stopped")

@@ -54,6 +54,23 @@ struct HSMD: ParsableCommand {
     @Option(help: ArgumentHelp("Environment variable holding the SO PIN, used only when provisioning.", valueName: "NAME"))
     var soPINEnv: String?
 
+    @Option(name: .customLong("admin"), help: ArgumentHelp(
+        "An initial administrator (uid:N, gid:N or a --principal name), holding Administrator, Crypto Officer and Crypto User at /. Repeatable. Default: hsmd's own uid and root.",
+        valueName: "PRINCIPAL"))
+    var admins: [String] = []
+
+    @Option(name: .customLong("principal"), help: ArgumentHelp(
+        "Names a caller for role assignments and the audit log: NAME=uid:N or NAME=gid:N. Repeatable.", valueName: "BINDING"))
+    var principals: [String] = []
+
+    @Option(help: ArgumentHelp(
+        "Lets this group connect to the socket (mode 0660). The socket must then be outside the state directory (--socket).",
+        valueName: "GROUP"))
+    var socketGroup: String?
+
+    @Option(help: ArgumentHelp("Size at which the audit log rotates to a new file, in bytes.", valueName: "BYTES"))
+    var auditRotateBytes = 64 << 20
+
     @Option(help: ArgumentHelp("Base URL that kids, recovery ids and next links are written on.", valueName: "URL"))
     var authority = "https://localhost"
 
@@ -85,6 +102,12 @@ struct HSMD: ParsableCommand {
         if !(authority.hasPrefix("https://") || authority.hasPrefix("http://")) {
             throw ValidationError("--authority must be a URL such as https://localhost")
         }
+        for binding in principals where PrincipalBinding(binding) == nil {
+            throw ValidationError("--principal \(binding): expected NAME=uid:N or NAME=gid:N")
+        }
+        if socketGroup != nil && socket == nil {
+            throw ValidationError("--socket-group needs --socket PATH in a directory the group can traverse (the state directory is private)")
+        }
         if maxBodyBytes < 1024 {
             throw ValidationError("--max-body-bytes must be at least 1024")
         }
@@ -105,8 +128,19 @@ struct HSMD: ParsableCommand {
         let directory = StateDirectory(path: stateDirectory)
         let settings = (retentionDays != nil || purgeProtection)
             ? VaultSettings(retentionDays: retentionDays ?? 90, purgeProtection: purgeProtection) : nil
+        var socketGroupID: gid_t?
+        if let socketGroup {
+            guard let group = getgrnam(socketGroup) ?? UInt32(socketGroup).flatMap({ getgrgid($0) }) else {
+                throw ValidationError("--socket-group \(socketGroup): no such group")
+            }
+            socketGroupID = group.pointee.gr_gid
+        }
+        let access = AccessOptions(
+            initialAdministrators: admins.isEmpty ? ["uid:\(getuid())", "uid:0"] : admins,
+            bindings: principals.compactMap(PrincipalBinding.init))
         let daemon = Daemon(
-            directory: directory, provisioning: options, vaultSettings: settings, authority: authority,
+            directory: directory, provisioning: options, vaultSettings: settings, access: access,
+            socketGroup: socketGroupID, auditRotationSize: auditRotateBytes, authority: authority,
             socketPath: socket ?? directory.defaultSocket.path, maximumBodySize: maxBodyBytes, version: Self.version,
             logger: Logger(label: "hsmd"))
         do {

@@ -14,6 +14,10 @@ public enum VaultError: Error, Equatable, Sendable {
     /// 403 Forbidden with an inner code: KeyDisabled, KeyNotYetValid, KeyExpired, KeyOperationForbidden,
     /// PurgeProtected.
     case forbidden(innerCode: String, message: String)
+    /// 403 Forbidden, innererror ForbiddenByRbac: no role assignment allows the action at the scope.
+    case forbiddenByRBAC(String)
+    /// 404 with a code of its own (RoleDefinitionNotFound, RoleAssignmentNotFound).
+    case notFound(code: String, message: String)
     /// 501: a part of Azure's API hsmd does not offer.
     case notSupported(String)
     /// 500: the token or the metadata store failed; details go to the operator's log only.

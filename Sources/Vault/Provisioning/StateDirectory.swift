@@ -19,13 +19,15 @@ public struct StateDirectory: Sendable {
     public var userPINFile: URL { pinDirectory.appendingPathComponent("user.pin") }
     public var soPINFile: URL { pinDirectory.appendingPathComponent("so.pin") }
     public var defaultSocket: URL { root.appendingPathComponent("hsmd.sock") }
+    /// The audit log's files.
+    public var auditDirectory: URL { root.appendingPathComponent("audit", isDirectory: true) }
     /// The metadata store (SQLite), with its journal beside it.
     public var metadataStore: URL { root.appendingPathComponent("metadata.sqlite") }
 
     /// Names provisioning creates; anything else in the directory means it is not ours.
     static let ownNames: Set<String> = [
         "hsmd.lock", "provisioning", "token.json", "token.json.tmp", "softhsm2.conf", "token", "pins", "hsmd.sock",
-        "metadata.sqlite", "metadata.sqlite-journal", "metadata.sqlite-wal", "metadata.sqlite-shm",
+        "audit", "metadata.sqlite", "metadata.sqlite-journal", "metadata.sqlite-wal", "metadata.sqlite-shm",
     ]
 }
 

@@ -9,7 +9,7 @@ import GRDB
 /// a purge marks the key `purging` before destroying objects. Start-up finishes or undoes what a
 /// crash interrupted (see `KeyVault.reconcile`).
 final class MetadataStore: Sendable {
-    private let database: DatabaseQueue
+    let database: DatabaseQueue
 
     init(path: URL) throws {
         var configuration = Configuration()
@@ -51,6 +51,17 @@ final class MetadataStore: Sendable {
                     public_key TEXT,
                     state TEXT NOT NULL CHECK (state IN ('pending', 'active')),
                     PRIMARY KEY (name_key, version)
+                );
+                """)
+        }
+        migrator.registerMigration("v2-access") { db in
+            try db.execute(sql: """
+                CREATE TABLE role_definitions (id TEXT PRIMARY KEY, definition TEXT NOT NULL);
+                CREATE TABLE role_assignments (
+                    name TEXT PRIMARY KEY,
+                    scope TEXT NOT NULL,
+                    role_definition_id TEXT NOT NULL,
+                    principal_id TEXT NOT NULL
                 );
                 """)
         }

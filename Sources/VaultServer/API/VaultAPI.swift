@@ -3,17 +3,20 @@ import Logging
 import NIOHTTP1
 import Vault
 
-/// Managed HSM's keys API (docs/api.md) over the vault core. Each route decodes its body, calls one
-/// `KeyVault` method on the blocking pool, and renders the result; every failure becomes Azure's
-/// error shape in `errorResponse`.
-public struct KeysAPI: Sendable {
+/// Managed HSM's data-plane API (docs/api.md) over the vault core: the keys API and local RBAC.
+/// Each route names its data action and scope; the caller is authorised before anything is looked
+/// up, then the route decodes its body, calls the vault on the blocking pool, and renders the result.
+/// Every failure becomes Azure's error shape in `errorResponse`.
+public struct VaultAPI: Sendable {
     let vault: KeyVault
+    let access: AccessControl
     /// Where kids, recovery ids and next links point, e.g. `https://localhost`.
     let authority: String
     let logger: Logger
 
-    public init(vault: KeyVault, authority: String, logger: Logger) {
+    public init(vault: KeyVault, access: AccessControl, authority: String, logger: Logger) {
         self.vault = vault
+        self.access = access
         self.authority = authority.hasSuffix("/") ? String(authority.dropLast()) : authority
         self.logger = logger
     }
@@ -22,17 +25,44 @@ public struct KeysAPI: Sendable {
         registerKeyRoutes(in: &router)
         registerDeletedKeyRoutes(in: &router)
         registerCryptoRoutes(in: &router)
+        registerRoleRoutes(in: &router)
     }
 
-    /// Wraps a route: checks api-version, runs it, maps errors.
-    func api(_ body: @escaping @Sendable (Request, Renderer) throws -> Response) -> RouteHandler {
+    /// What a route's data action applies to.
+    enum Scope {
+        case root, keys, key
+        /// The scope named in the path of an RBAC route (`/`, `/keys` or `/keys/{name}`).
+        case roleScope
+
+        func resolve(_ request: Request) -> String {
+            switch self {
+            case .root: RoleScope.root
+            case .keys: RoleScope.keys
+            case .key: RoleScope.key(request.parameters["name"] ?? "")
+            case .roleScope: request.parameters["name"].map(RoleScope.key) ?? (request.path.lowercased().hasPrefix("/keys/") ? RoleScope.keys : RoleScope.root)
+            }
+        }
+    }
+
+    /// Wraps a route: checks api-version, authorises the caller, runs it, maps errors, and leaves
+    /// the facts the audit log records.
+    func api(
+        _ operation: String, _ action: DataAction, _ scope: Scope,
+        _ body: @escaping @Sendable (Request, Renderer) throws -> Response
+    ) -> RouteHandler {
         .blocking { request in
+            var response: Response
             do {
                 let version = try apiVersion(request)
-                return try body(request, Renderer(authority: authority, apiVersion: version, settings: vault.settings))
+                try access.authorize(access.principal(request.peer), action, scope: scope.resolve(request))
+                response = try body(request, Renderer(authority: authority, apiVersion: version, settings: vault.settings))
             } catch let error as VaultError {
-                return errorResponse(error, request)
+                response = errorResponse(error, request)
             }
+            response.audit = AuditFacts(
+                operation: operation, action: action.qualifiedName, key: request.parameters["name"],
+                version: version(request))
+            return response
         }
     }
 
@@ -59,6 +89,10 @@ public struct KeysAPI: Sendable {
             return .error(.conflict, code: "Conflict", message: message)
         case let .forbidden(innerCode, message):
             return .error(.forbidden, code: "Forbidden", message: message, innerCode: innerCode)
+        case .forbiddenByRBAC(let message):
+            return .error(.forbidden, code: "Forbidden", message: message, innerCode: "ForbiddenByRbac")
+        case let .notFound(code, message):
+            return .error(.notFound, code: code, message: message)
         case .notSupported(let message):
             return .error(.notImplemented, code: "NotSupported", message: message)
         case .internalFailure(let detail):
@@ -134,6 +168,8 @@ public struct KeysAPI: Sendable {
     }
 
     func name(_ request: Request) -> String { request.parameters["name"] ?? "" }
+
+    func principal(_ request: Request) -> Principal { access.principal(request.peer) }
 
     func version(_ request: Request) -> String? {
         guard let version = request.parameters["version"], !version.isEmpty else { return nil }

@@ -1,8 +1,8 @@
 import Vault
 
-extension KeysAPI {
+extension VaultAPI {
     func registerKeyRoutes(in router: inout Router) {
-        router.add(.POST, "/keys/{name}/create", api { request, render in
+        router.add(.POST, "/keys/{name}/create", api("keys.create", .keysCreate, .key) { request, render in
             let body = try decode(CreateKeyBody.self, request)
             try refuseReleasePolicy(body.releasePolicy)
             guard let type = KeyType(azureName: body.kty) else {
@@ -17,7 +17,7 @@ extension KeysAPI {
             creation.tags = body.tags
             return .json(render.bundle(try vault.createKey(name(request), creation)))
         })
-        router.add(.PUT, "/keys/{name}", api { request, render in
+        router.add(.PUT, "/keys/{name}", api("keys.import", .keysImport, .key) { request, render in
             let body = try decode(ImportKeyBody.self, request)
             try refuseReleasePolicy(body.releasePolicy)
             var importing = try keyImport(body.key)
@@ -25,12 +25,12 @@ extension KeysAPI {
             importing.tags = body.tags
             return .json(render.bundle(try vault.importKey(name(request), importing)))
         })
-        let get: RouteHandler = api { request, render in
+        let get: RouteHandler = api("keys.get", .keysRead, .key) { request, render in
             .json(render.bundle(try vault.getKey(name(request), version: version(request))))
         }
         router.add(.GET, "/keys/{name}", get)
         router.add(.GET, "/keys/{name}/{version}", get)
-        let update: RouteHandler = api { request, render in
+        let update: RouteHandler = api("keys.update", .keysWrite, .key) { request, render in
             let body = try decode(UpdateKeyBody.self, request)
             try refuseReleasePolicy(body.releasePolicy)
             var update = KeyUpdate()
@@ -41,65 +41,65 @@ extension KeysAPI {
         }
         router.add(.PATCH, "/keys/{name}", update)
         router.add(.PATCH, "/keys/{name}/{version}", update)
-        router.add(.GET, "/keys", api { request, render in
+        router.add(.GET, "/keys", api("keys.list", .keysRead, .keys) { request, render in
             let (maxResults, token) = try pageRequest(request)
             let page = vault.listKeys(maxResults: maxResults, after: token)
             return .json(ListJSON(
                 value: page.items.map { render.item($0, versioned: false) },
                 nextLink: render.nextLink("/keys", token: page.nextToken, maxResults: maxResults)))
         })
-        router.add(.GET, "/keys/{name}/versions", api { request, render in
+        router.add(.GET, "/keys/{name}/versions", api("keys.list-versions", .keysRead, .key) { request, render in
             let (maxResults, token) = try pageRequest(request)
             let page = try vault.listVersions(name(request), maxResults: maxResults, after: token)
             return .json(ListJSON(
                 value: page.items.map { render.item($0, versioned: true) },
                 nextLink: render.nextLink("/keys/\(name(request))/versions", token: page.nextToken, maxResults: maxResults)))
         })
-        router.add(.DELETE, "/keys/{name}", api { request, render in
+        router.add(.DELETE, "/keys/{name}", api("keys.delete", .keysDelete, .key) { request, render in
             .json(render.bundle(try vault.deleteKey(name(request))))
         })
-        router.add(.POST, "/keys/{name}/backup", api { request, _ in
+        router.add(.POST, "/keys/{name}/backup", api("keys.backup", .keysBackup, .key) { request, _ in
             .json(ValueJSON(value: Base64URL.encode(try vault.backupKey(name(request)))))
         })
-        router.add(.POST, "/keys/restore", api { request, render in
+        router.add(.POST, "/keys/restore", api("keys.restore", .keysRestore, .keys) { request, render in
             let body = try decode(ValueBody.self, request)
             return .json(render.bundle(try vault.restoreKey(try bytes(body.value, field: "value"))))
         })
-        router.add(.POST, "/keys/{name}/rotate", api { request, render in
+        router.add(.POST, "/keys/{name}/rotate", api("keys.rotate", .keysRotate, .key) { request, render in
             .json(render.bundle(try vault.rotateKey(name(request))))
         })
-        router.add(.GET, "/keys/{name}/rotationpolicy", api { request, render in
+        router.add(.GET, "/keys/{name}/rotationpolicy", api("keys.get-rotation-policy", .keysRead, .key) { request, render in
             let key = try vault.getKey(name(request), version: nil)
             return .json(render.policy(key.name, try vault.rotationPolicy(name(request))))
         })
-        router.add(.PUT, "/keys/{name}/rotationpolicy", api { request, render in
+        router.add(.PUT, "/keys/{name}/rotationpolicy", api("keys.set-rotation-policy", .keysWrite, .key) { request, render in
             let body = try decode(RotationPolicyBody.self, request)
             let policy = try vault.setRotationPolicy(
                 name(request), lifetimeActions: body.lifetimeActions ?? [], expiryTime: body.attributes?.expiryTime)
             return .json(render.policy(try vault.getKey(name(request), version: nil).name, policy))
         })
         for path in ["/keys/{name}/{version}/release", "/keys/{name}/{version}/attestation"] {
-            router.add(.POST, path, api { _, _ in
+            router.add(.POST, path, api("keys.release", .keysRelease, .key) { _, _ in
                 throw VaultError.notSupported("key release and attestation are not offered by hsmd")
             })
         }
     }
 
     func registerDeletedKeyRoutes(in router: inout Router) {
-        router.add(.GET, "/deletedkeys", api { request, render in
+        router.add(.GET, "/deletedkeys", api("deletedkeys.list", .deletedKeysRead, .keys) { request, render in
             let (maxResults, token) = try pageRequest(request)
             let page = vault.listDeletedKeys(maxResults: maxResults, after: token)
             return .json(ListJSON(
                 value: page.items.map { render.item($0, versioned: false) },
                 nextLink: render.nextLink("/deletedkeys", token: page.nextToken, maxResults: maxResults)))
         })
-        router.add(.GET, "/deletedkeys/{name}", api { request, render in
+        router.add(.GET, "/deletedkeys/{name}", api("deletedkeys.get", .deletedKeysRead, .key) { request, render in
             .json(render.bundle(try vault.getDeletedKey(name(request))))
         })
-        router.add(.POST, "/deletedkeys/{name}/recover", api { request, render in
+        router.add(.POST, "/deletedkeys/{name}/recover", api("deletedkeys.recover", .deletedKeysRecover, .key) { request, render in
             .json(render.bundle(try vault.recoverDeletedKey(name(request))))
         })
-        router.add(.DELETE, "/deletedkeys/{name}", api { request, _ in
+        router.add(.DELETE, "/deletedkeys/{name}", api("deletedkeys.purge", .deletedKeysDelete, .key) { request, _ in
             try vault.purgeDeletedKey(name(request))
             return Response(status: .noContent)
         })

@@ -1,6 +1,6 @@
 import Vault
 
-extension KeysAPI {
+extension VaultAPI {
     func registerCryptoRoutes(in router: inout Router) {
         for operation in ["sign", "verify", "encrypt", "decrypt", "wrapkey", "unwrapkey"] {
             let handler = cryptoHandler(operation)
@@ -8,14 +8,19 @@ extension KeysAPI {
             router.add(.POST, "/keys/{name}/{version}/\(operation)", handler)
             router.add(.POST, "/keys/{name}/\(operation)", handler)
         }
-        router.add(.POST, "/rng", api { request, _ in
+        router.add(.POST, "/rng", api("rng", .random, .root) { request, _ in
             let body = try decode(RandomBytesBody.self, request)
             return .json(ValueJSON(value: Base64URL.encode(try vault.randomBytes(count: body.count))))
         })
     }
 
+    private static let cryptoActions: [String: DataAction] = [
+        "sign": .keysSign, "verify": .keysVerify, "encrypt": .keysEncrypt, "decrypt": .keysDecrypt,
+        "wrapkey": .keysWrap, "unwrapkey": .keysUnwrap,
+    ]
+
     private func cryptoHandler(_ operation: String) -> RouteHandler {
-        api { request, render in
+        api("keys.\(operation)", Self.cryptoActions[operation]!, .key) { request, render in
             switch operation {
             case "sign":
                 let body = try decode(SignBody.self, request)

@@ -1,0 +1,216 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The audit log: JSON lines in `DIR/audit.log`, each holding the hash of the one before, rotated to
+/// `audit-<time>.log` files when large, the chain running on across files.
+///
+/// `append` returns only once its line is on disk (fsync). Concurrent appends are batched: a writer
+/// thread takes every line waiting, writes them, and syncs once. If the file cannot be written the
+/// append throws, and the caller must fail the request (fail closed). The writer retries on the
+/// next batch, reopening the file, so the log recovers once the fault is gone.
+public final class AuditLog: @unchecked Sendable {
+    public struct Unavailable: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public let directory: URL
+    private let rotationSize: Int
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var waiting: [(record: AuditRecord, ticket: UInt64)] = []
+    private var nextTicket: UInt64 = 1
+    private var doneThrough: UInt64 = 0
+    private var failedTickets: [UInt64: String] = [:]
+    private var stopping = false
+    private var lastBatchFailed = false
+    // Owned by the writer thread after init.
+    private var file: Int32 = -1
+    private var lastHash = AuditRecord.genesis
+    private var lastSeq: UInt64 = 0
+    private var writtenBytes = 0
+    private var thread: Thread?
+
+    public var currentFile: URL { directory.appendingPathComponent("audit.log") }
+
+    /// Opens the log, continuing the chain from its last complete line.
+    public init(directory: URL, rotationSize: Int = 64 << 20) throws {
+        self.directory = directory
+        self.rotationSize = rotationSize
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try resumeChain()
+        try openFile()
+        let thread = Thread { [unowned self] in self.writeLoop() }
+        thread.name = "hsmd.audit"
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Writes a record durably; throws `Unavailable` if it could not be.
+    public func append(_ record: AuditRecord) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        let ticket = nextTicket
+        nextTicket += 1
+        waiting.append((record, ticket))
+        condition.broadcast()
+        while doneThrough < ticket && !stopping { condition.wait() }
+        if let failure = failedTickets.removeValue(forKey: ticket) {
+            throw Unavailable(description: failure)
+        }
+        if doneThrough < ticket { throw Unavailable(description: "the audit log is closed") }
+    }
+
+    /// False after a batch could not be written, until one can: callers refuse work meanwhile.
+    public var isHealthy: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return !lastBatchFailed
+    }
+
+    /// Writes what is waiting and stops the writer.
+    public func close() {
+        condition.lock()
+        while !waiting.isEmpty { condition.wait() }
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+        if file >= 0 { Glibc.close(file) }
+    }
+
+    // MARK: The writer
+
+    private func writeLoop() {
+        while true {
+            condition.lock()
+            while waiting.isEmpty && !stopping { condition.wait() }
+            if waiting.isEmpty && stopping {
+                condition.unlock()
+                return
+            }
+            let batch = waiting
+            waiting.removeAll()
+            condition.unlock()
+
+            let failure = write(batch.map(\.record))
+
+            condition.lock()
+            if let failure { for entry in batch { failedTickets[entry.ticket] = failure } }
+            lastBatchFailed = failure != nil
+            doneThrough = batch.last!.ticket
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// Chains, writes and syncs a batch; on failure undoes any partial write and keeps the chain
+    /// where it was. Returns the failure's description, or nil.
+    private func write(_ records: [AuditRecord]) -> String? {
+        do {
+            try reopenIfMoved()
+            var hash = lastHash
+            var seq = lastSeq
+            var bytes = Data()
+            for var record in records {
+                seq += 1
+                record.seq = seq
+                record.previous = hash
+                record.hash = record.computedHash()
+                hash = record.hash
+                bytes.append(AuditRecord.line(record))
+                bytes.append(UInt8(ascii: "\n"))
+            }
+            let start = lseek(file, 0, SEEK_END)
+            let written = bytes.withUnsafeBytes { Glibc.write(file, $0.baseAddress, $0.count) }
+            guard written == bytes.count, fsync(file) == 0 else {
+                let reason = String(cString: strerror(errno))
+                if start >= 0 { _ = ftruncate(file, start) }
+                throw Unavailable(description: "cannot write \(currentFile.path): \(reason)")
+            }
+            lastHash = hash
+            lastSeq = seq
+            writtenBytes = Int(start) + bytes.count
+            if writtenBytes >= rotationSize { try rotate() }
+            return nil
+        } catch {
+            if file >= 0 {
+                Glibc.close(file)
+                file = -1
+            }
+            return "\(error)"
+        }
+    }
+
+    private func rotate() throws {
+        let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+        let rotated = directory.appendingPathComponent(String(format: "audit-%@-%012llu.log", stamp, lastSeq))
+        guard rename(currentFile.path, rotated.path) == 0 else {
+            throw Unavailable(description: "cannot rotate \(currentFile.path): \(String(cString: strerror(errno)))")
+        }
+        Glibc.close(file)
+        file = -1
+        try openFile()
+    }
+
+    private func openFile() throws {
+        let descriptor = open(currentFile.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw Unavailable(description: "cannot open \(currentFile.path): \(String(cString: strerror(errno)))")
+        }
+        file = descriptor
+        writtenBytes = Int(lseek(descriptor, 0, SEEK_END))
+    }
+
+    /// A log file removed or replaced under the daemon (rotation by hand, a fault) is reopened by
+    /// path, so lines never go to a file nobody can see.
+    private func reopenIfMoved() throws {
+        if file >= 0 {
+            var opened = stat()
+            var named = stat()
+            if fstat(file, &opened) == 0, stat(currentFile.path, &named) == 0,
+                opened.st_ino == named.st_ino, opened.st_dev == named.st_dev {
+                return
+            }
+            Glibc.close(file)
+            file = -1
+        }
+        try openFile()
+    }
+
+    /// Finds the last complete line of the newest file; a torn last line (a crash mid-write, never
+    /// acknowledged) is cut off.
+    private func resumeChain() throws {
+        let files = AuditFiles.ordered(in: directory)
+        guard let newest = files.last, let data = FileManager.default.contents(atPath: newest.path) else { return }
+        var complete = data
+        if let lastNewline = data.lastIndex(of: UInt8(ascii: "\n")) {
+            complete = data.prefix(through: lastNewline)
+        } else {
+            complete = Data()
+        }
+        if complete.count != data.count {
+            let descriptor = open(newest.path, O_WRONLY)
+            if descriptor >= 0 {
+                _ = ftruncate(descriptor, off_t(complete.count))
+                Glibc.close(descriptor)
+            }
+        }
+        guard let lastLine = complete.split(separator: UInt8(ascii: "\n")).last,
+            let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(lastLine))
+        else { return }
+        lastHash = record.hash
+        lastSeq = record.seq
+    }
+}
+
+/// The log's files in chain order: rotated files by name (time, then sequence), then the current one.
+public enum AuditFiles {
+    public static func ordered(in directory: URL) -> [URL] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        let rotated = names.filter { $0.hasPrefix("audit-") && $0.hasSuffix(".log") }.sorted()
+        let current = names.contains("audit.log") ? ["audit.log"] : []
+        return (rotated + current).map { directory.appendingPathComponent($0) }
+    }
+}

@@ -1,0 +1,33 @@
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The kernel's word on who is at the other end of a Unix socket connection (`SO_PEERCRED`), read
+/// once when the connection is accepted. Laid out as Linux's `struct ucred`, which Swift's Glibc
+/// module does not export.
+public struct PeerCredentials: Sendable, Equatable {
+    public var pid: Int32
+    public var uid: UInt32
+    public var gid: UInt32
+
+    /// Reads the credentials of an accepted connection's peer.
+    static func read(from channel: any Channel) -> EventLoopFuture<PeerCredentials> {
+        guard let provider = channel as? any SocketOptionProvider else {
+            return channel.eventLoop.makeFailedFuture(Unavailable())
+        }
+        return provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+    }
+
+    struct Unavailable: Error {}
+}
+
+import Vault
+
+extension AccessControl {
+    /// The principal behind a connection's peer credentials.
+    public func principal(_ peer: PeerCredentials) -> Principal {
+        principal(uid: peer.uid, gid: peer.gid, pid: peer.pid)
+    }
+}

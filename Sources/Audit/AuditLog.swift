@@ -179,29 +179,27 @@ public final class AuditLog: @unchecked Sendable {
         try openFile()
     }
 
-    /// Finds the last complete line of the newest file; a torn last line (a crash mid-write, never
-    /// acknowledged) is cut off.
+    /// Finds the last complete line of the log (the newest file may be empty just after a
+    /// rotation); a torn last line (a crash mid-write, never acknowledged) is cut off.
     private func resumeChain() throws {
-        let files = AuditFiles.ordered(in: directory)
-        guard let newest = files.last, let data = FileManager.default.contents(atPath: newest.path) else { return }
-        var complete = data
-        if let lastNewline = data.lastIndex(of: UInt8(ascii: "\n")) {
-            complete = data.prefix(through: lastNewline)
-        } else {
-            complete = Data()
-        }
-        if complete.count != data.count {
-            let descriptor = open(newest.path, O_WRONLY)
-            if descriptor >= 0 {
-                _ = ftruncate(descriptor, off_t(complete.count))
-                Glibc.close(descriptor)
+        for file in AuditFiles.ordered(in: directory).reversed() {
+            guard let data = FileManager.default.contents(atPath: file.path) else { continue }
+            let complete = data.lastIndex(of: UInt8(ascii: "\n")).map { data.prefix(through: $0) } ?? Data()
+            if complete.count != data.count {
+                let descriptor = open(file.path, O_WRONLY)
+                if descriptor >= 0 {
+                    _ = ftruncate(descriptor, off_t(complete.count))
+                    Glibc.close(descriptor)
+                }
             }
+            guard let lastLine = complete.split(separator: UInt8(ascii: "\n")).last else { continue }
+            guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(lastLine)) else {
+                throw Unavailable(description: "the last line of \(file.path) is not an audit record; run hsmctl audit verify")
+            }
+            lastHash = record.hash
+            lastSeq = record.seq
+            return
         }
-        guard let lastLine = complete.split(separator: UInt8(ascii: "\n")).last,
-            let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(lastLine))
-        else { return }
-        lastHash = record.hash
-        lastSeq = record.seq
     }
 }
 

@@ -68,6 +68,7 @@ let package = Package(
             name: "hsmctl",
             dependencies: [
                 "HSMClient", "Audit",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

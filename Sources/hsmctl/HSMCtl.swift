@@ -10,10 +10,11 @@ struct HSMCtl: ParsableCommand {
         discussion: """
             The socket is --socket, else $HSMD_SOCKET, else tokens/dev/hsmd.sock (the README's development daemon).
 
-            Exit codes: 0 success, 1 hsmd answered with an error, 3 hsmd cannot be reached, 64 bad usage.
+            Exit codes: 0 success, 1 hsmd failed (5xx), 2 the request was refused as invalid (400, 409), \
+            3 hsmd cannot be reached, 4 forbidden (403), 5 not found (404), 64 bad usage.
             """,
         version: "0.1.0",
-        subcommands: [Health.self])
+        subcommands: [Health.self, Role.self, AuditCommand.self])
 }
 
 struct ConnectionOptions: ParsableArguments {
@@ -35,7 +36,10 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 /// Failures that end hsmctl with a one-line message on stderr and a distinct exit code.
 enum CommandFailure {
     static let serverError: Int32 = 1
+    static let invalid: Int32 = 2
     static let unreachable: Int32 = 3
+    static let forbidden: Int32 = 4
+    static let notFound: Int32 = 5
 
     static func exit(_ message: String, code: Int32) -> ExitCode {
         FileHandle.standardError.write(Data("hsmctl: \(message)\n".utf8))

@@ -1,4 +1,8 @@
-"""Fixtures: hsmd daemons on temp state dirs, and keys shared by tests that only read them."""
+"""End-to-end tests of hsmd's keys API over its Unix socket, against a real SoftHSM2 token.
+
+Run from the repository root:  python3 -m pytest Tests/e2e -q
+The daemon is .build/debug/hsmd (build it with `swift build`), or the binary named by HSMD_BIN.
+Fixtures: hsmd daemons on temp state dirs, and keys shared by tests that only read them."""
 import os
 
 import pytest

@@ -12,6 +12,7 @@ run: prerequisites build
 test: prerequisites build
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	python3 -m pytest Tests/e2e -q
 
 prerequisites:
 	@scripts/install-prerequisites

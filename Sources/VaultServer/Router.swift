@@ -8,8 +8,9 @@ public enum RouteHandler: Sendable {
 
 /// Finds the handler of a request by method and path. Patterns are segments, literal or
 /// `{parameter}`; literals match case-insensitively (Azure's identifiers are case-insensitive), and
-/// where two patterns match, the one with more literal segments wins (`/keys/restore` over
-/// `/keys/{name}`). An empty last segment (`/keys/k/`) matches a parameter as "".
+/// where two patterns serve the request, the one with more literal segments wins (`POST /keys/restore`
+/// over `/keys/{name}`; `GET /keys/restore` still reaches a key named "restore"). An empty last
+/// segment (`/keys/k/`) matches a parameter as "".
 public struct Router: Sendable {
     private struct Route: Sendable {
         let segments: [Segment]
@@ -38,29 +39,34 @@ public struct Router: Sendable {
         }
     }
 
-    /// The handler for a request, with the path's parameters filled in.
+    /// The handler for a request, with the path's parameters filled in. Among the patterns that
+    /// match the path, the most literal one that serves the method wins; a path matched only by
+    /// patterns without the method is 405.
     func route(_ request: Request) -> (RouteHandler, Request) {
         let parts = Self.split(request.path)
-        var best: (route: Route, parameters: [String: String])?
+        var best: (handler: RouteHandler, literals: Int, parameters: [String: String])?
+        var allowed = Set<String>()
         for route in routes where route.segments.count == parts.count {
             guard let parameters = Self.match(route.segments, parts) else { continue }
-            if best == nil || route.literalCount > best!.route.literalCount { best = (route, parameters) }
+            allowed.formUnion(route.handlers.keys)
+            guard let handler = route.handlers[request.method.rawValue] else { continue }
+            if best == nil || route.literalCount > best!.literals { best = (handler, route.literalCount, parameters) }
         }
-        guard let (route, parameters) = best else {
+        if let best {
+            var routed = request
+            routed.parameters = best.parameters
+            return (best.handler, routed)
+        }
+        if allowed.isEmpty {
             return (.immediate { _ in
                 .error(.notFound, code: "NotFound", message: "no operation is served at \(request.path)")
             }, request)
         }
-        guard let handler = route.handlers[request.method.rawValue] else {
-            let allowed = route.handlers.keys.sorted().joined(separator: ", ")
-            return (.immediate { _ in
-                .error(.methodNotAllowed, code: "MethodNotAllowed",
-                       message: "\(request.method.rawValue) is not allowed on \(request.path); use \(allowed)")
-            }, request)
-        }
-        var routed = request
-        routed.parameters = parameters
-        return (handler, routed)
+        let methods = allowed.sorted().joined(separator: ", ")
+        return (.immediate { _ in
+            .error(.methodNotAllowed, code: "MethodNotAllowed",
+                   message: "\(request.method.rawValue) is not allowed on \(request.path); use \(methods)")
+        }, request)
     }
 
     private static func split(_ path: String) -> [String] {

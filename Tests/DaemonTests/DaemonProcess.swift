@@ -17,16 +17,16 @@ final class DaemonProcess {
     var client: HSMClient { HSMClient(socketPath: socketPath) }
 
     /// Starts hsmd and waits until it serves, or until it exits.
-    init(stateDirectory: URL, arguments: [String] = [], waitUntilServing: Bool = true) throws {
+    init(stateDirectory: URL, socketPath: String? = nil, arguments: [String] = [], waitUntilServing: Bool = true) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.hsmd.path) else {
             throw XCTSkip("no hsmd at \(Self.hsmd.path): run `swift build` before `swift test` (make test does)")
         }
         self.stateDirectory = stateDirectory
-        socketPath = stateDirectory.appendingPathComponent("hsmd.sock").path
+        self.socketPath = socketPath ?? stateDirectory.appendingPathComponent("hsmd.sock").path
         logFile = FileManager.default.temporaryDirectory.appendingPathComponent("hsmd-log-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         process.executableURL = Self.hsmd
-        process.arguments = ["--state-dir", stateDirectory.path] + arguments
+        process.arguments = ["--state-dir", stateDirectory.path] + (socketPath.map { ["--socket", $0] } ?? []) + arguments
         process.standardError = try FileHandle(forWritingTo: logFile)
         process.standardOutput = FileHandle.nullDevice
         try process.run()

@@ -182,3 +182,41 @@ final class ManualClock: Sendable {
         seconds.withLock { $0 += delta }
     }
 }
+
+extension KeyVaultTests {
+    func testEveryKeyKindSurvivesBackupAndRestore() throws {
+        let vault = try openVault()
+        var kinds: [(String, KeyCreation, SignatureAlgorithm?)] = []
+        for curve in Curve.allCases {
+            var creation = KeyCreation(type: .ec)
+            creation.curve = curve.rawValue
+            let algorithm: SignatureAlgorithm = switch curve {
+            case .p256: .es256
+            case .p256k: .es256k
+            case .p384: .es384
+            case .p521: .es512
+            }
+            kinds.append(("ec-\(curve.coordinateSize)-\(curve == .p256k ? "k" : "r")", creation, algorithm))
+        }
+        var hmac = KeyCreation(type: .oct)
+        hmac.operations = ["sign", "verify"]
+        kinds.append(("hmac", hmac, .hs256))
+        kinds.append(("aes", KeyCreation(type: .oct), nil))
+        for (name, creation, algorithm) in kinds {
+            let original = try vault.createKey(name, creation)
+            let blob = try vault.backupKey(name)
+            _ = try vault.deleteKey(name)
+            try vault.purgeDeletedKey(name)
+            let restored = try vault.restoreKey(blob)
+            XCTAssertEqual(restored.version, original.version, name)
+            if let algorithm {
+                let digest = [UInt8].random(algorithm == .es512 ? 64 : algorithm == .es384 ? 48 : 32)
+                let (_, signature) = try vault.sign(name, version: nil, algorithm: algorithm, digest: digest)
+                XCTAssertTrue(try vault.verify(name, version: nil, algorithm: algorithm, digest: digest, signature: signature), name)
+            } else {
+                let (_, sealed) = try vault.encrypt(name, version: nil, algorithm: .a256GCM, plaintext: [1, 2, 3], iv: nil, aad: nil)
+                XCTAssertEqual(try vault.decrypt(name, version: nil, algorithm: .a256GCM, ciphertext: sealed.value, iv: sealed.iv, aad: nil, tag: sealed.tag).1, [1, 2, 3])
+            }
+        }
+    }
+}

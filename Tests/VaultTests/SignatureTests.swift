@@ -153,3 +153,27 @@ final class SignatureTests: XCTestCase {
         }
     }
 }
+
+extension SignatureTests {
+    func testImportRefusesPartsOfDifferentKeys() throws {
+        let one = try CrossCheck.one(["op": "generate", "kind": "ec", "curve": "P-256"])
+        let other = try CrossCheck.one(["op": "generate", "kind": "ec", "curve": "P-256"])
+        var mixed = one
+        mixed["x"] = other["x"]
+        mixed["y"] = other["y"]
+        XCTAssertThrowsError(try token.importKey(Self.fixture.newID("mixed"), material: importMaterial(mixed), usage: [.verify])) { error in
+            XCTAssertEqual(error as? TokenKeyError, .invalidInput("key: the private and public parts given do not belong to one key"))
+        }
+        var offCurve = one
+        offCurve["y"] = one["x"]
+        XCTAssertThrowsError(try token.importKey(Self.fixture.newID("off-curve"), material: importMaterial(offCurve), usage: [.sign]))
+
+        let rsa = try CrossCheck.one(["op": "generate", "kind": "rsa", "size": 2048])
+        let rsaOther = try CrossCheck.one(["op": "generate", "kind": "rsa", "size": 2048])
+        var rsaMixed = rsa
+        rsaMixed["n"] = rsaOther["n"]
+        let id = try Self.fixture.newID("rsa-mixed")
+        XCTAssertThrowsError(try token.importKey(id, material: importMaterial(rsaMixed), usage: [.encrypt, .decrypt]))
+        XCTAssertThrowsError(try token.key(id), "nothing of a refused import stays in the token")
+    }
+}

@@ -58,6 +58,7 @@ struct KeyFactory {
                     + privateParts)
             let publicHandle = try session.createObject(
                 [.ulong(CKA_CLASS, CK_ULONG(CKO_PUBLIC_KEY))] + rsaType + KeyTemplates.publicKey(id, usage: usage))
+            try requireMatchingPair(privateHandle, publicHandle, mechanism: CKM_RSA_PKCS)
             return try TokenIndexer(session: session).rsaKey(id, privateHandle: privateHandle, publicHandle: publicHandle)
         case let .ec(curve, d, x, y):
             let size = curve.coordinateSize
@@ -71,6 +72,7 @@ struct KeyFactory {
             let publicHandle = try session.createObject(
                 [.ulong(CKA_CLASS, CK_ULONG(CKO_PUBLIC_KEY))] + ecType + KeyTemplates.publicKey(id, usage: usage)
                     + [.bytes(CKA_EC_POINT, PublicKey.ecPointAttribute(x: x, y: y))])
+            try requireMatchingPair(privateHandle, publicHandle, mechanism: CKM_ECDSA)
             return try TokenIndexer(session: session).ecKey(
                 id, curve: curve, privateHandle: privateHandle, publicHandle: publicHandle)
         case .oct(let key):
@@ -81,6 +83,26 @@ struct KeyFactory {
             return TokenKey(
                 id: id, spec: .oct(bits: key.count * 8), privateHandle: secret, publicHandle: nil, publicKey: nil,
                 isHMACKey: usage.makesHMACKey)
+        }
+    }
+}
+
+extension KeyFactory {
+    /// Imported parts must be one key: a challenge signed with the private part (on a session copy
+    /// allowed to sign, whatever the key's own usage) must verify with the public part. Catches a
+    /// private key paired with another key's public part, and EC points that are not on the curve.
+    private func requireMatchingPair(_ privateKey: ObjectHandle, _ publicKey: ObjectHandle, mechanism: CK_MECHANISM_TYPE) throws {
+        let mismatch = TokenKeyError.invalidInput("key: the private and public parts given do not belong to one key")
+        let signer = try session.copyObject(privateKey, template: [.bool(CKA_TOKEN, false), .bool(CKA_SIGN, true)])
+        defer { try? session.destroyObject(signer) }
+        let verifier = try session.copyObject(publicKey, template: [.bool(CKA_TOKEN, false), .bool(CKA_VERIFY, true)])
+        defer { try? session.destroyObject(verifier) }
+        let challenge = try session.generateRandom(count: 32)
+        do {
+            let signature = try session.sign(Mechanism(mechanism), key: signer, data: challenge, capacity: 512)
+            guard try session.verify(Mechanism(mechanism), key: verifier, data: challenge, signature: signature) else { throw mismatch }
+        } catch is P11Error {
+            throw mismatch
         }
     }
 }

@@ -43,9 +43,11 @@ extension VaultToken {
                     return try TokenIndexer(session: session).rsaKey(id, privateHandle: privateHandle, publicHandle: publicHandle)
                 case (.ec(let curve), .ec(_, let x, let y)?):
                     let ecType: [Attribute] = [.ulong(CKA_KEY_TYPE, CK_ULONG(CKK_EC)), .bytes(CKA_EC_PARAMS, curve.ecParameters)]
+                    // The curve comes back with the wrapped PKCS#8 key; naming it again is CKR_ATTRIBUTE_READ_ONLY.
                     let privateHandle = try session.unwrapKey(
                         mechanism, unwrappingKey: domain, wrapped: wrapped,
-                        template: [.ulong(CKA_CLASS, CK_ULONG(CKO_PRIVATE_KEY))] + ecType + KeyTemplates.privateKey(id, usage: usage))
+                        template: [.ulong(CKA_CLASS, CK_ULONG(CKO_PRIVATE_KEY)), .ulong(CKA_KEY_TYPE, CK_ULONG(CKK_EC))]
+                            + KeyTemplates.privateKey(id, usage: usage))
                     let publicHandle = try session.createObject(
                         [.ulong(CKA_CLASS, CK_ULONG(CKO_PUBLIC_KEY))] + ecType + KeyTemplates.publicKey(id, usage: usage)
                             + [.bytes(CKA_EC_POINT, PublicKey.ecPointAttribute(x: x, y: y))])

@@ -78,7 +78,7 @@ extension VaultAPI {
                 name(request), lifetimeActions: body.lifetimeActions ?? [], expiryTime: body.attributes?.expiryTime)
             return .json(render.policy(try vault.getKey(name(request), version: nil).name, policy))
         })
-        for path in ["/keys/{name}/{version}/release", "/keys/{name}/{version}/attestation"] {
+        for path in ["/keys/{name}/{version}/release", "/keys/{name}/release", "/keys/{name}/{version}/attestation"] {
             router.add(.POST, path, api("keys.release", .keysRelease, .key) { _, _ in
                 throw VaultError.notSupported("key release and attestation are not offered by hsmd")
             })

@@ -68,7 +68,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         let onLoop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         blockingPool.runIfActive(eventLoop: context.eventLoop) { () -> Response in
             var response: Response
-            if let auditor, !auditor.isAvailable {
+            let refused = auditor.map { !$0.isAvailable } ?? false
+            if refused {
                 response = .error(.serviceUnavailable, code: "AuditLogUnavailable",
                                   message: "hsmd cannot write its audit log, so it refuses requests until it can")
             } else {
@@ -91,6 +92,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 try auditor.record(request, response, latencyMicroseconds: elapsed)
             } catch {
                 logger.critical("audit log write failed; refusing requests until it can be written", metadata: ["error": "\(error)"])
+                // A refused request did nothing, so the caller may simply retry later.
+                if refused { return response }
                 return .error(.internalServerError, code: "AuditLogUnavailable",
                               message: "hsmd could not write its audit log; the outcome of this request is unknown to the caller (request id \(request.requestID))")
             }

@@ -44,7 +44,7 @@ struct AuditCommand: ParsableCommand {
     struct Tail: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the last audit records.")
         @OptionGroup var location: Location
-        @Option(name: .short, help: "How many records.") var count = 20
+        @Option(name: [.customShort("n"), .long], help: "How many records.") var count = 20
         @Option(help: "table or json (the log's own lines).") var output: OutputFormat = .table
 
         func run() throws {

@@ -13,18 +13,6 @@ struct Health: ParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    struct Report: Decodable {
-        struct Token: Decodable {
-            let label: String
-            let serialNumber: String
-            let keyVersions: Int
-        }
-        let status: String
-        let version: String
-        let uptimeSeconds: Int
-        let token: Token
-    }
-
     func run() throws {
         let response: HSMResponse
         do {
@@ -40,11 +28,13 @@ struct Health: ParsableCommand {
             print(String(decoding: response.body, as: UTF8.self))
             return
         }
-        let report = try JSONDecoder().decode(Report.self, from: Data(response.body))
+        let report = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
+        let token = report["token"] as? [String: Any] ?? [:]
         let rows = [
-            ("status", report.status), ("version", report.version), ("uptime", "\(report.uptimeSeconds) s"),
-            ("token", "\(report.token.label) (serial \(report.token.serialNumber))"),
-            ("key versions", "\(report.token.keyVersions)"), ("socket", connection.socket),
+            ("status", "\(report["status"] ?? "?")"), ("version", "\(report["version"] ?? "?")"),
+            ("uptime", "\(report["uptimeSeconds"] ?? "?") s"),
+            ("token", "\(token["label"] ?? "?") (serial \(token["serialNumber"] ?? "?"))"),
+            ("key versions", "\(token["keyVersions"] ?? "?")"), ("socket", connection.socket),
         ]
         let width = rows.map(\.0.count).max() ?? 0
         for (name, value) in rows {

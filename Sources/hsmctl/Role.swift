@@ -75,14 +75,20 @@ struct Role: ParsableCommand {
         }
     }
 
-    struct Assign: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Give a principal a role at a scope.")
-        @OptionGroup var connection: ConnectionOptions
+    /// Which role, for whom, where: what assign and remove both name.
+    struct Grant: ParsableArguments {
         @Option(help: "The role's name or GUID.") var role: String
         @Option(help: "uid:N, gid:N or a bound name.") var principal: String
         @Option(help: "/, /keys or /keys/NAME.") var scope = "/"
+    }
+
+    struct Assign: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Give a principal a role at a scope.")
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var grant: Grant
 
         func run() throws {
+            let (role, principal, scope) = (grant.role, grant.principal, grant.scope)
             let roleID = try Role.roleID(role, connection)
             let name = UUID().uuidString.lowercased()
             let json = try connection.call(
@@ -97,11 +103,10 @@ struct Role: ParsableCommand {
     struct Remove: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Take a role from a principal at a scope.")
         @OptionGroup var connection: ConnectionOptions
-        @Option(help: "The role's name or GUID.") var role: String
-        @Option(help: "uid:N, gid:N or a bound name.") var principal: String
-        @Option(help: "/, /keys or /keys/NAME.") var scope = "/"
+        @OptionGroup var grant: Grant
 
         func run() throws {
+            let (role, principal, scope) = (grant.role, grant.principal, grant.scope)
             let roleID = try Role.roleID(role, connection)
             let json = try connection.call(.GET, try Role.path(scope: scope, "roleAssignments"), query: "$filter=atScope()")
             let matching = (json["value"] as? [[String: Any]] ?? []).filter { assignment in

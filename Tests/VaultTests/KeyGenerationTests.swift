@@ -4,17 +4,7 @@ import XCTest
 
 @testable import Vault
 
-final class KeyGenerationTests: XCTestCase {
-    nonisolated(unsafe) static var fixture: TokenFixture!
-    var token: VaultToken { Self.fixture.token }
-
-    override class func setUp() {
-        fixture = try! TokenFixture()
-    }
-
-    override class func tearDown() {
-        fixture.close()
-    }
+final class KeyGenerationTests: SharedTokenTestCase {
 
     func testEveryKeyTypeSizeAndCurveIsGenerated() throws {
         for bits in KeySpec.rsaSizes {

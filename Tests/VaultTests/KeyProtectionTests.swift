@@ -6,17 +6,7 @@ import XCTest
 
 /// Key material stays in the token: private attributes cannot be read, keys cannot be wrapped out
 /// under any key but the domain key, and the domain key itself resists every bypass we know.
-final class KeyProtectionTests: XCTestCase {
-    nonisolated(unsafe) static var fixture: TokenFixture!
-    var token: VaultToken { Self.fixture.token }
-
-    override class func setUp() {
-        fixture = try! TokenFixture()
-    }
-
-    override class func tearDown() {
-        fixture.close()
-    }
+final class KeyProtectionTests: SharedTokenTestCase {
 
     private func assertRefused(
         _ expected: [CK_RV], _ what: String, file: StaticString = #filePath, line: UInt = #line, _ body: () throws -> Void

@@ -3,17 +3,7 @@ import XCTest
 @testable import Vault
 
 /// wrapKey/unwrapKey of raw key bytes, checked against RFC 3394 / RFC 5649 in Python's `cryptography`.
-final class KeyWrapTests: XCTestCase {
-    nonisolated(unsafe) static var fixture: TokenFixture!
-    var token: VaultToken { Self.fixture.token }
-
-    override class func setUp() {
-        fixture = try! TokenFixture()
-    }
-
-    override class func tearDown() {
-        fixture.close()
-    }
+final class KeyWrapTests: SharedTokenTestCase {
 
     func testAESKeyWrapInteroperates() throws {
         for bits in KeySpec.octSizes {

@@ -3,17 +3,7 @@ import XCTest
 @testable import Vault
 
 /// Every signature algorithm, checked both ways against Python's `cryptography`.
-final class SignatureTests: XCTestCase {
-    nonisolated(unsafe) static var fixture: TokenFixture!
-    var token: VaultToken { Self.fixture.token }
-
-    override class func setUp() {
-        fixture = try! TokenFixture()
-    }
-
-    override class func tearDown() {
-        fixture.close()
-    }
+final class SignatureTests: SharedTokenTestCase {
 
     private static let rsaAlgorithms: [SignatureAlgorithm] = [.rs256, .rs384, .rs512, .ps256, .ps384, .ps512]
     private static let ecAlgorithms: [(SignatureAlgorithm, Curve)] = [(.es256, .p256), (.es256k, .p256k), (.es384, .p384), (.es512, .p521)]

@@ -58,3 +58,20 @@ func importMaterial(_ jwk: [String: Any]) -> ImportedKeyMaterial {
         return .oct(key: part("k"))
     }
 }
+
+/// A test class whose tests share one provisioned token, opened before the first and closed after
+/// the last (a process holds one open token at a time).
+class SharedTokenTestCase: XCTestCase {
+    nonisolated(unsafe) static var fixture: TokenFixture!
+    var token: VaultToken { Self.fixture.token }
+
+    override class func setUp() {
+        super.setUp()
+        fixture = try! TokenFixture()
+    }
+
+    override class func tearDown() {
+        fixture.close()
+        super.tearDown()
+    }
+}

@@ -4,13 +4,14 @@ import Foundation
 /// One audited request. Holds who, what, on which key, and the outcome — never digests,
 /// plaintexts, ciphertexts, signatures or key material.
 public struct AuditRecord: Codable, Sendable, Equatable {
+    /// A socket caller carries its uid, gid and pid; a bearer-token caller only its name.
     public struct Caller: Codable, Sendable, Equatable {
         public var name: String
-        public var uid: UInt32
-        public var gid: UInt32
-        public var pid: Int32
+        public var uid: UInt32?
+        public var gid: UInt32?
+        public var pid: Int32?
 
-        public init(name: String, uid: UInt32, gid: UInt32, pid: Int32) {
+        public init(name: String, uid: UInt32?, gid: UInt32?, pid: Int32?) {
             (self.name, self.uid, self.gid, self.pid) = (name, uid, gid, pid)
         }
     }

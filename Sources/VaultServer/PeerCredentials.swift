@@ -26,8 +26,12 @@ public struct PeerCredentials: Sendable, Equatable {
 import Vault
 
 extension AccessControl {
-    /// The principal behind a connection's peer credentials.
-    public func principal(_ peer: PeerCredentials) -> Principal {
-        principal(uid: peer.uid, gid: peer.gid, pid: peer.pid)
+    /// The principal behind a request: the socket peer's credentials, or the subject of the bearer
+    /// token a network caller authenticated with (nil before authentication).
+    public func principal(_ request: Request) -> Principal? {
+        switch request.caller {
+        case .socket(let peer): principal(uid: peer.uid, gid: peer.gid, pid: peer.pid)
+        case .network: request.tokenSubject.map(Principal.init(tokenSubject:))
+        }
     }
 }

@@ -2,6 +2,14 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
+/// Where a connection comes from.
+public enum Caller: Sendable, Equatable {
+    /// The Unix socket: the kernel names the peer.
+    case socket(PeerCredentials)
+    /// HTTPS: the peer proves who it is with a bearer token on each request.
+    case network(remote: String)
+}
+
 /// One HTTP request as the routes see it: the whole body already read, and the id that the
 /// response and the logs carry.
 public struct Request: Sendable {
@@ -12,13 +20,15 @@ public struct Request: Sendable {
     public let headers: HTTPHeaders
     public let body: ByteBuffer?
     public let requestID: String
-    /// Who sent it, as the kernel reported when the connection was accepted.
-    public let peer: PeerCredentials
+    /// Who sent it: on the Unix socket, as the kernel reported when the connection was accepted.
+    public let caller: Caller
+    /// The subject of the bearer token that authenticated a network caller.
+    public internal(set) var tokenSubject: String?
     /// The path's `{parameters}`, filled in by the router.
     public internal(set) var parameters: [String: String] = [:]
 
-    init(head: HTTPRequestHead, body: ByteBuffer?, peer: PeerCredentials, requestID: String) {
-        self.peer = peer
+    init(head: HTTPRequestHead, body: ByteBuffer?, caller: Caller, requestID: String) {
+        self.caller = caller
         method = head.method
         headers = head.headers
         self.body = body
@@ -26,6 +36,17 @@ public struct Request: Sendable {
         let target = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         path = Self.collapsingSlashes(target.first.map(String.init) ?? "/")
         query = target.count > 1 ? Self.parseQuery(target[1]) : [:]
+    }
+
+    /// The base URL a network caller reached hsmd on (`https://` + Host), for kids and links; nil on
+    /// the socket, where the configured authority applies.
+    public var authority: String? {
+        guard case .network = caller, let host = headers.first(name: "host"), !host.isEmpty,
+            host.utf8.allSatisfy({ $0 < 0x80 && ($0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
+                || $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "]") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+                || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0 | 0x20)) })
+        else { return nil }
+        return "https://\(host)"
     }
 
     private static func collapsingSlashes(_ path: String) -> String {

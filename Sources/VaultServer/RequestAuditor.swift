@@ -24,12 +24,14 @@ public struct AuditLogRecorder: RequestAuditor {
     public var isAvailable: Bool { log.isHealthy }
 
     public func record(_ request: Request, _ response: Response, latencyMicroseconds: Int) throws {
-        let principal = access.principal(request.peer)
+        let principal = access.principal(request)
+        let credentials = principal?.credentials
         let facts = response.audit
         try log.append(AuditRecord(
             time: Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)),
             requestID: request.requestID,
-            principal: .init(name: principal.name, uid: principal.uid, gid: principal.gid, pid: principal.pid),
+            principal: .init(
+                name: principal?.name ?? "unauthenticated", uid: credentials?.uid, gid: credentials?.gid, pid: credentials?.pid),
             method: request.method.rawValue, path: request.path, operation: facts?.operation ?? "unrouted",
             action: facts?.action, key: facts?.key, version: facts?.version, status: Int(response.status.code),
             latencyMicroseconds: latencyMicroseconds))

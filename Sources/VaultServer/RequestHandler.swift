@@ -14,7 +14,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let router: Router
     private let blockingPool: NIOThreadPool
     private let maximumBodySize: Int
-    private let peer: PeerCredentials
+    private let caller: Caller
+    private let authentication: BearerAuthentication?
     private let auditor: (any RequestAuditor)?
     private let logger: Logger
 
@@ -23,14 +24,15 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var bodyTooLarge = false
 
     init(
-        router: Router, blockingPool: NIOThreadPool, maximumBodySize: Int, peer: PeerCredentials,
-        auditor: (any RequestAuditor)?, logger: Logger
+        router: Router, blockingPool: NIOThreadPool, maximumBodySize: Int, caller: Caller,
+        authentication: BearerAuthentication?, auditor: (any RequestAuditor)?, logger: Logger
     ) {
+        self.caller = caller
+        self.authentication = authentication
         self.auditor = auditor
         self.router = router
         self.blockingPool = blockingPool
         self.maximumBodySize = maximumBodySize
-        self.peer = peer
         self.logger = logger
     }
 
@@ -59,10 +61,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
         let started = DispatchTime.now()
-        let received = Request(head: head, body: body, peer: peer, requestID: UUID().uuidString.lowercased())
+        let received = Request(head: head, body: body, caller: caller, requestID: UUID().uuidString.lowercased())
         body = nil
         let keepAlive = head.isKeepAlive && !bodyTooLarge
-        let (handler, request) = bodyTooLarge ? (Self.tooLarge(maximumBodySize), received) : router.route(received)
+        let (handler, request) = admit(received)
         let auditor = self.auditor
         let logger = self.logger
         let onLoop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -106,6 +108,18 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Routes a request and, on HTTPS, authenticates it unless its route is public: the handler to
+    /// run and the request it runs on.
+    private func admit(_ received: Request) -> (RouteHandler, Request) {
+        if bodyTooLarge { return (Self.tooLarge(maximumBodySize), received) }
+        let (handler, request, isPublic) = router.route(received)
+        guard let authentication, !isPublic else { return (handler, request) }
+        switch authentication.authenticate(request) {
+        case .success(let authenticated): return (handler, authenticated)
+        case .failure(let failure): return (.immediate { _ in failure.response }, request)
+        }
+    }
+
     private static func tooLarge(_ limit: Int) -> RouteHandler {
         .immediate { _ in
             .error(.payloadTooLarge, code: "RequestTooLarge", message: "the request body exceeds the limit of \(limit) bytes")
@@ -116,7 +130,9 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         var headers = response.headers
         headers.add(name: "x-ms-request-id", value: request.requestID)
         headers.add(name: "content-length", value: "\(response.body.count)")
-        if !response.body.isEmpty { headers.add(name: "content-type", value: "application/json; charset=utf-8") }
+        if !response.body.isEmpty && !headers.contains(name: "content-type") {
+            headers.add(name: "content-type", value: "application/json; charset=utf-8")
+        }
         if !keepAlive { headers.add(name: "connection", value: "close") }
         let head = HTTPResponseHead(version: .http1_1, status: response.status, headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)

@@ -15,7 +15,7 @@ public struct Router: Sendable {
     private struct Route: Sendable {
         let segments: [Segment]
         let literalCount: Int
-        var handlers: [String: RouteHandler]
+        var handlers: [String: (handler: RouteHandler, isPublic: Bool)]
     }
 
     private enum Segment: Sendable, Equatable {
@@ -27,46 +27,51 @@ public struct Router: Sendable {
 
     public init() {}
 
-    public mutating func add(_ method: HTTPMethod, _ pattern: String, _ handler: RouteHandler) {
+    /// Adds a route. A public route serves HTTPS callers without a bearer token (the OAuth2 and
+    /// OpenID endpoints that hand tokens out).
+    public mutating func add(_ method: HTTPMethod, _ pattern: String, public isPublic: Bool = false, _ handler: RouteHandler) {
         let segments = Self.split(pattern).map { part -> Segment in
             part.hasPrefix("{") && part.hasSuffix("}") ? .parameter(String(part.dropFirst().dropLast())) : .literal(part.lowercased())
         }
         if let index = routes.firstIndex(where: { $0.segments == segments }) {
-            routes[index].handlers[method.rawValue] = handler
+            routes[index].handlers[method.rawValue] = (handler, isPublic)
         } else {
             let literals = segments.filter { if case .literal = $0 { true } else { false } }.count
-            routes.append(Route(segments: segments, literalCount: literals, handlers: [method.rawValue: handler]))
+            routes.append(Route(segments: segments, literalCount: literals, handlers: [method.rawValue: (handler, isPublic)]))
         }
     }
 
     /// The handler for a request, with the path's parameters filled in. Among the patterns that
     /// match the path, the most literal one that serves the method wins; a path matched only by
     /// patterns without the method is 405.
-    func route(_ request: Request) -> (RouteHandler, Request) {
+    func route(_ request: Request) -> (handler: RouteHandler, request: Request, isPublic: Bool) {
         let parts = Self.split(request.path)
-        var best: (handler: RouteHandler, literals: Int, parameters: [String: String])?
+        var best: (entry: (handler: RouteHandler, isPublic: Bool), literals: Int, parameters: [String: String])?
         var allowed = Set<String>()
         for route in routes where route.segments.count == parts.count {
             guard let parameters = Self.match(route.segments, parts) else { continue }
             allowed.formUnion(route.handlers.keys)
-            guard let handler = route.handlers[request.method.rawValue] else { continue }
-            if best == nil || route.literalCount > best!.literals { best = (handler, route.literalCount, parameters) }
+            guard let entry = route.handlers[request.method.rawValue] else { continue }
+            if best == nil || route.literalCount > best!.literals { best = (entry, route.literalCount, parameters) }
         }
         if let best {
             var routed = request
             routed.parameters = best.parameters
-            return (best.handler, routed)
+            return (best.entry.handler, routed, best.entry.isPublic)
         }
         if allowed.isEmpty {
             return (.immediate { _ in
                 .error(.notFound, code: "NotFound", message: "no operation is served at \(request.path)")
-            }, request)
+            }, request, false)
         }
         let methods = allowed.sorted().joined(separator: ", ")
         return (.immediate { _ in
-            .error(.methodNotAllowed, code: "MethodNotAllowed",
-                   message: "\(request.method.rawValue) is not allowed on \(request.path); use \(methods)")
-        }, request)
+            var response = Response.error(
+                .methodNotAllowed, code: "MethodNotAllowed",
+                message: "\(request.method.rawValue) is not allowed on \(request.path); use \(methods)")
+            response.headers.add(name: "allow", value: methods)
+            return response
+        }, request, false)
     }
 
     private static func split(_ path: String) -> [String] {

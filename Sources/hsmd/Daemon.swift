@@ -13,12 +13,27 @@ struct AccessOptions {
     let bindings: [PrincipalBinding]
 }
 
+/// The HTTPS listener, when the operator asks for one.
+struct HTTPSOptions {
+    let host: String
+    let port: Int
+    /// Names the certificate covers beyond localhost, 127.0.0.1 and ::1.
+    let extraNames: [String]
+    let tenant: String
+
+    /// The authorities clients may reach hsmd on: the audiences its tokens may name.
+    func authorities(_ names: [String]) -> [String] {
+        names.map { $0.contains(":") ? "https://[\($0)]:\(port)" : "https://\($0):\(port)" }
+    }
+}
+
 /// The daemon's life: open the token, serve, and on SIGTERM or SIGINT drain and close in order.
 struct Daemon {
     let directory: StateDirectory
     let provisioning: TokenProvisioner.Options
     let vaultSettings: VaultSettings?
     let access: AccessOptions
+    let https: HTTPSOptions?
     let socketGroup: gid_t?
     let auditRotationSize: Int
     let authority: String
@@ -33,49 +48,43 @@ struct Daemon {
         var noCoreDumps = rlimit(rlim_cur: 0, rlim_max: 0)
         setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCoreDumps)
         let stop = SignalWaiter(signals: [SIGTERM, SIGINT])
+        let shutdown = ShutdownSequence()
+        defer { shutdown.run() }
 
         let (token, lock) = try TokenProvisioner(directory: directory, options: provisioning, logger: logger).open()
-        let vault: KeyVault
-        do {
-            vault = try KeyVault(token: token, storePath: directory.metadataStore, settings: vaultSettings, logger: logger)
-        } catch {
-            token.close()
-            throw error
-        }
-        let accessControl: AccessControl
-        let auditLog: AuditLog
-        do {
-            accessControl = try AccessControl(
-                vault: vault, initialAdministrators: access.initialAdministrators, bindings: access.bindings)
-            auditLog = try AuditLog(directory: directory.auditDirectory, rotationSize: auditRotationSize)
-        } catch {
-            token.close()
-            throw error
-        }
-        let purger = PurgeScheduler(vault: vault)
+        shutdown.add { token.close(); withExtendedLifetime(lock) {} }
+        let vault = try KeyVault(token: token, storePath: directory.metadataStore, settings: vaultSettings, logger: logger)
+        let accessControl = try AccessControl(
+            vault: vault, initialAdministrators: access.initialAdministrators, bindings: access.bindings)
+        let auditLog = try AuditLog(directory: directory.auditDirectory, rotationSize: auditRotationSize)
+        shutdown.add { auditLog.close() }
         let blockingPool = NIOThreadPool(numberOfThreads: max(2, ProcessInfo.processInfo.activeProcessorCount * 2))
         blockingPool.start()
+        shutdown.add { try? blockingPool.syncShutdownGracefully() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        shutdown.add { try? group.syncShutdownGracefully() }
+        let purger = PurgeScheduler(vault: vault)
+        shutdown.add { purger.stop() }
+
+        let (identity, httpsListener) = try https.map { try httpsSetup($0, token: token, vault: vault) } ?? (nil, nil)
         var router = Router()
         HealthRoute.add(to: &router, token: token, version: version, started: Date())
-        VaultAPI(vault: vault, access: accessControl, authority: authority, logger: logger).register(in: &router)
-        var configuration = HTTPServer.Configuration(socketPath: socketPath)
-        configuration.maximumBodySize = maximumBodySize
-        configuration.socketGroup = socketGroup
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        var server: HTTPServer?
-        do {
-            server = try HTTPServer(
-                configuration: configuration, router: router, group: group, blockingPool: blockingPool,
-                auditor: AuditLogRecorder(log: auditLog, access: accessControl), logger: logger)
-        } catch {
-            try? group.syncShutdownGracefully()
-            try? blockingPool.syncShutdownGracefully()
-            auditLog.close()
-            token.close()
-            throw error
+        VaultAPI(vault: vault, access: accessControl, identity: identity, authority: authority, logger: logger).register(in: &router)
+        let auditor = AuditLogRecorder(log: auditLog, access: accessControl)
+        var listeners: [HTTPServer.Listener] = [.unixSocket(path: socketPath, group: socketGroup)]
+        if let httpsListener { listeners.append(httpsListener) }
+        var servers: [HTTPServer] = []
+        // Servers drain before the pools and the group go: registered last, they stop first.
+        shutdown.add { servers.forEach { $0.shutdown() }; servers.removeAll() }
+        for listener in listeners {
+            var configuration = HTTPServer.Configuration(listener: listener)
+            configuration.maximumBodySize = maximumBodySize
+            servers.append(try HTTPServer(
+                configuration: configuration, router: router, group: group, blockingPool: blockingPool, auditor: auditor, logger: logger))
         }
         logger.info("ready", metadata: [
-            "socket": "\(socketPath)", "state_dir": "\(directory.root.path)", "token": "\(token.tokenInfo.label)",
+            "socket": "\(socketPath)", "https": "\(https.map { "\($0.host):\($0.port)" } ?? "off")",
+            "state_dir": "\(directory.root.path)", "token": "\(token.tokenInfo.label)",
             "serial": "\(token.tokenInfo.serialNumber)", "key_versions": "\(token.keyCount)", "pid": "\(getpid())",
             "version": "\(version)", "admins": "\(access.initialAdministrators.joined(separator: ","))",
             "audit_log": "\(auditLog.currentFile.path)",
@@ -83,15 +92,36 @@ struct Daemon {
 
         let signal = stop.wait()
         logger.info("stopping", metadata: ["signal": "\(signal)"])
-        purger.stop()
-        server?.shutdown()
-        server = nil
-        try? group.syncShutdownGracefully()
-        try? blockingPool.syncShutdownGracefully()
-        auditLog.close()
-        token.close()
-        withExtendedLifetime(lock) {}
+        shutdown.run()
         logger.info("stopped")
+    }
+
+    /// The CA and certificate, bearer tokens and OAuth2 clients behind the HTTPS listener.
+    private func httpsSetup(
+        _ options: HTTPSOptions, token: VaultToken, vault: KeyVault
+    ) throws -> (IdentityServices, HTTPServer.Listener) {
+        let tls = try TLSIdentity.load(directory: directory.tlsDirectory, extraNames: options.extraNames)
+        let audiences = options.authorities(["localhost", "127.0.0.1", "::1"] + options.extraNames)
+        let tokens = try BearerTokens(token: token, issuer: "\(audiences[0])/\(options.tenant)/v2.0", audiences: audiences)
+        let identity = IdentityServices(
+            tokens: tokens, clients: try ClientRegistry(vault: vault), tenant: options.tenant, caCertificatePEM: tls.caCertificatePEM)
+        let listener = HTTPServer.Listener.https(
+            host: options.host, port: options.port, tls: try tls.makeContext(),
+            authentication: BearerAuthentication(tokens: tokens, tenant: options.tenant))
+        return (identity, listener)
+    }
+}
+
+/// Steps that undo start-up, run once in reverse order: at shutdown, or when start-up fails halfway.
+final class ShutdownSequence {
+    private var steps: [() -> Void] = []
+
+    func add(_ step: @escaping () -> Void) {
+        steps.append(step)
+    }
+
+    func run() {
+        while let step = steps.popLast() { step() }
     }
 }
 

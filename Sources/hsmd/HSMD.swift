@@ -68,6 +68,20 @@ struct HSMD: ParsableCommand {
         valueName: "GROUP"))
     var socketGroup: String?
 
+    @Option(help: ArgumentHelp(
+        "Also serve the API over HTTPS on this TCP port (for Azure's SDKs), with a certificate from hsmd's own CA (hsmctl tls ca).",
+        valueName: "PORT"))
+    var tlsPort: Int?
+
+    @Option(help: ArgumentHelp("Address the HTTPS listener binds to.", valueName: "ADDRESS"))
+    var tlsHost = "127.0.0.1"
+
+    @Option(help: ArgumentHelp("Another name the HTTPS certificate covers, besides localhost, 127.0.0.1 and ::1. Repeatable.", valueName: "NAME"))
+    var tlsName: [String] = []
+
+    @Option(help: ArgumentHelp("The tenant id the HTTPS bearer challenge names; SDK credentials must use the same.", valueName: "ID"))
+    var tenant = "00000000-0000-4000-8000-000000000001"
+
     @Option(help: ArgumentHelp("Size at which the audit log rotates to a new file, in bytes.", valueName: "BYTES"))
     var auditRotateBytes = 64 << 20
 
@@ -108,6 +122,12 @@ struct HSMD: ParsableCommand {
         if socketGroup != nil && socket == nil {
             throw ValidationError("--socket-group needs --socket PATH in a directory the group can traverse (the state directory is private)")
         }
+        if let tlsPort, !(1...65535).contains(tlsPort) {
+            throw ValidationError("--tls-port must be 1 to 65535")
+        }
+        if !tenant.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }) || tenant.isEmpty {
+            throw ValidationError("--tenant must be letters, digits, '-' and '.' (a GUID is safest with azure-identity)")
+        }
         if maxBodyBytes < 1024 {
             throw ValidationError("--max-body-bytes must be at least 1024")
         }
@@ -140,6 +160,7 @@ struct HSMD: ParsableCommand {
             bindings: principals.compactMap(PrincipalBinding.init))
         let daemon = Daemon(
             directory: directory, provisioning: options, vaultSettings: settings, access: access,
+            https: tlsPort.map { HTTPSOptions(host: tlsHost, port: $0, extraNames: tlsName, tenant: tenant) },
             socketGroup: socketGroupID, auditRotationSize: auditRotateBytes, authority: authority,
             socketPath: socket ?? directory.defaultSocket.path, maximumBodySize: maxBodyBytes, version: Self.version,
             logger: Logger(label: "hsmd"))

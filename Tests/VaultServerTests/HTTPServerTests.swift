@@ -28,7 +28,7 @@ final class HTTPServerTests: XCTestCase {
     private func server(_ configure: (inout Router) -> Void, maximumBodySize: Int = 1 << 20) throws -> HTTPServer {
         var router = Router()
         configure(&router)
-        var configuration = HTTPServer.Configuration(socketPath: socketPath)
+        var configuration = HTTPServer.Configuration(listener: .unixSocket(path: socketPath, group: nil))
         configuration.maximumBodySize = maximumBodySize
         return try HTTPServer(configuration: configuration, router: router, group: group, blockingPool: pool, logger: Logger(label: "test"))
     }

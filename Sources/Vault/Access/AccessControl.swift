@@ -55,7 +55,7 @@ public final class AccessControl: Sendable {
         let matching = bindings.filter { $0.subject == .uid(uid) || $0.subject == .gid(gid) }
         let name = matching.first { $0.subject == .uid(uid) }?.name ?? matching.first?.name ?? "uid:\(uid)"
         let identities = Set(["uid:\(uid)", "gid:\(gid)"] + matching.map { $0.name.lowercased() })
-        return Principal(uid: uid, gid: gid, pid: pid, name: name, identities: identities)
+        return Principal(name: name, identities: identities, credentials: .init(uid: uid, gid: gid, pid: pid))
     }
 
     // MARK: Decisions
@@ -127,6 +127,9 @@ public final class AccessControl: Sendable {
             throw .badParameter("built-in roles cannot be changed; define a custom role with a new GUID")
         }
         guard !roleName.isEmpty else { throw .badParameter("properties.roleName is required") }
+        if roleDefinitions().contains(where: { $0.roleName.lowercased() == roleName.lowercased() && $0.id != key }) {
+            throw .conflict("a role named '\(roleName.prefix(80))' already exists")
+        }
         guard assignableScopes.allSatisfy({ $0 == "/" }) else {
             throw .badParameter("properties.assignableScopes: custom roles are defined at scope / only")
         }
@@ -177,8 +180,11 @@ public final class AccessControl: Sendable {
         }.sorted { ($0.scope, $0.name) < ($1.scope, $1.name) }
     }
 
-    public func roleAssignment(_ name: String) throws(VaultError) -> RoleAssignment {
-        guard let assignment = snapshot().0.first(where: { $0.name.lowercased() == name.lowercased() }) else {
+    /// An assignment at `scope` or below it: a caller entitled at one key's scope cannot reach the
+    /// assignments above it.
+    public func roleAssignment(_ name: String, within scope: String) throws(VaultError) -> RoleAssignment {
+        guard let assignment = snapshot().0.first(where: { $0.name.lowercased() == name.lowercased() && RoleScope.covers(scope, $0.scope) })
+        else {
             throw .notFound(code: "RoleAssignmentNotFound", message: "The role assignment \(name.prefix(80)) does not exist.")
         }
         return assignment
@@ -209,8 +215,8 @@ public final class AccessControl: Sendable {
         return assignment
     }
 
-    public func deleteRoleAssignment(_ name: String) throws(VaultError) -> RoleAssignment {
-        let assignment = try roleAssignment(name)
+    public func deleteRoleAssignment(_ name: String, within scope: String) throws(VaultError) -> RoleAssignment {
+        let assignment = try roleAssignment(name, within: scope)
         guard !assignment.isInitial else {
             throw .badParameter("the initial administrators' assignments come from hsmd's --admin option and cannot be deleted")
         }

@@ -40,16 +40,35 @@ public struct RoleAssignment: Sendable, Equatable, Codable {
     public var isInitial: Bool
 }
 
-/// Who is calling: the kernel's word for the peer of a Unix socket connection.
+/// Who is calling: a socket caller as the kernel names it, or the subject of a bearer token that
+/// hsmd issued (HTTPS).
 public struct Principal: Sendable, Equatable, Hashable {
-    public let uid: UInt32
-    public let gid: UInt32
-    public let pid: Int32
-    /// The operator's name for this caller if one is bound to its uid (or else its gid), else `uid:N`.
+    /// The kernel's credentials of a socket caller.
+    public struct Credentials: Sendable, Equatable, Hashable {
+        public let uid: UInt32
+        public let gid: UInt32
+        public let pid: Int32
+    }
+
+    /// The operator's name for this caller: a name bound to its uid (or else its gid), `uid:N`, or the
+    /// token's subject.
     public let name: String
-    /// Every principal id a role assignment may name to reach this caller: `uid:N`, `gid:N`, and the
-    /// names bound to either (lower-cased).
+    /// Every principal id a role assignment may name to reach this caller (lower-cased): for a socket
+    /// caller `uid:N`, `gid:N` and the names bound to either; for a token, its subject.
     public let identities: Set<String>
+    /// Nil for a token caller.
+    public let credentials: Credentials?
+
+    /// The subject of a validated bearer token.
+    public init(tokenSubject subject: String) {
+        name = subject
+        identities = [subject.lowercased()]
+        credentials = nil
+    }
+
+    init(name: String, identities: Set<String>, credentials: Credentials?) {
+        (self.name, self.identities, self.credentials) = (name, identities, credentials)
+    }
 }
 
 /// An operator's name for a uid or a gid, e.g. `alice=uid:1001` or `signers=gid:2000`.

@@ -37,13 +37,14 @@ extension KeyVault {
 
     /// Destroys a deleted key's token objects and forgets it. Refused under purge protection.
     public func purgeDeletedKey(_ name: String) throws(VaultError) {
-        if settings.purgeProtection {
-            throw .forbidden(
-                innerCode: "PurgeProtected",
-                message: "purge protection is on: \(name) is purged automatically on its scheduledPurgeDate and can be recovered until then")
-        }
         try locks.withLock(name) { () throws(VaultError) in
-            try purge(try deletedRecord(name))
+            let record = try deletedRecord(name)
+            if settings.purgeProtection {
+                throw .forbidden(
+                    innerCode: "PurgeProtected",
+                    message: "purge protection is on: \(record.name) is purged automatically on its scheduledPurgeDate and can be recovered until then")
+            }
+            try purge(record)
         }
     }
 

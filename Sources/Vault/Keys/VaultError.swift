@@ -14,6 +14,8 @@ public enum VaultError: Error, Equatable, Sendable {
     /// 403 Forbidden with an inner code: KeyDisabled, KeyNotYetValid, KeyExpired, KeyOperationForbidden,
     /// PurgeProtected.
     case forbidden(innerCode: String, message: String)
+    /// 401: a network caller without a valid bearer token.
+    case unauthenticated
     /// 403 Forbidden, innererror ForbiddenByRbac: no role assignment allows the action at the scope.
     case forbiddenByRBAC(String)
     /// 404 with a code of its own (RoleDefinitionNotFound, RoleAssignmentNotFound).

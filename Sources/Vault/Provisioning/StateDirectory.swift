@@ -19,6 +19,8 @@ public struct StateDirectory: Sendable {
     public var userPINFile: URL { pinDirectory.appendingPathComponent("user.pin") }
     public var soPINFile: URL { pinDirectory.appendingPathComponent("so.pin") }
     public var defaultSocket: URL { root.appendingPathComponent("hsmd.sock") }
+    /// The HTTPS CA and server certificate, with their private keys (0600).
+    public var tlsDirectory: URL { root.appendingPathComponent("tls", isDirectory: true) }
     /// The audit log's files.
     public var auditDirectory: URL { root.appendingPathComponent("audit", isDirectory: true) }
     /// The metadata store (SQLite), with its journal beside it.
@@ -27,7 +29,7 @@ public struct StateDirectory: Sendable {
     /// Names provisioning creates; anything else in the directory means it is not ours.
     static let ownNames: Set<String> = [
         "hsmd.lock", "provisioning", "token.json", "token.json.tmp", "softhsm2.conf", "token", "pins", "hsmd.sock",
-        "audit", "metadata.sqlite", "metadata.sqlite-journal", "metadata.sqlite-wal", "metadata.sqlite-shm",
+        "audit", "tls", "metadata.sqlite", "metadata.sqlite-journal", "metadata.sqlite-wal", "metadata.sqlite-shm",
     ]
 }
 

@@ -17,6 +17,8 @@ public final class VaultToken: Sendable {
     public let unmanagedObjects: [ObjectHandle]
     /// The trusted key that wraps backups; nil on a token hsmd did not provision.
     let domainKey: ObjectHandle?
+    /// The token-signing key's handles, once looked up or made.
+    let serviceKeyLock = Mutex<(ObjectHandle, ObjectHandle)?>(nil)
 
     /// Logs in with the user PIN and indexes the token's keys.
     public init(module: PKCS11Module, slot: CK_SLOT_ID, userPIN: [UInt8]) throws {

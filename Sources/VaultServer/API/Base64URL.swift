@@ -10,7 +10,10 @@ enum Base64URL {
     }
 
     static func decode(_ text: String) -> [UInt8]? {
-        guard text.utf8.allSatisfy(isAlphabet) else { return nil }
+        let unpadded = text.utf8.prefix { $0 != UInt8(ascii: "=") }
+        guard unpadded.allSatisfy(isAlphabet), text.utf8.dropFirst(unpadded.count).allSatisfy({ $0 == UInt8(ascii: "=") }),
+            text.utf8.count - unpadded.count <= 2
+        else { return nil }
         var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.hasSuffix("=") { base64.removeLast() }
         guard base64.utf8.count % 4 != 1 else { return nil }
@@ -21,7 +24,7 @@ enum Base64URL {
     private static func isAlphabet(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-            UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "/"):
+            UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "+"), UInt8(ascii: "/"):
             true
         default:
             false

@@ -42,7 +42,7 @@ extension VaultAPI {
                     aad: try optionalBytes(body.aad, field: "aad"))
                 return .json(KeyOperationResultJSON(
                     kid: render.kid(bundle), value: Base64URL.encode(sealed.value), iv: sealed.iv.map(Base64URL.encode),
-                    tag: sealed.tag.map(Base64URL.encode), aad: body.aad))
+                    tag: sealed.tag.map(Base64URL.encode), aad: try optionalBytes(body.aad, field: "aad").map(Base64URL.encode)))
             case "decrypt":
                 let body = try decode(KeyOperationBody.self, request)
                 let (bundle, plaintext) = try vault.decrypt(
@@ -52,17 +52,25 @@ extension VaultAPI {
                 return .json(KeyOperationResultJSON(kid: render.kid(bundle), value: Base64URL.encode(plaintext)))
             case "wrapkey":
                 let body = try decode(KeyOperationBody.self, request)
+                try refuseCipherParameters(body, operation)
                 let (bundle, wrapped) = try vault.wrapKey(
                     name(request), version: version(request), algorithm: try wrapAlgorithm(body.alg, render),
                     keyBytes: try bytes(body.value, field: "value"))
                 return .json(KeyOperationResultJSON(kid: render.kid(bundle), value: Base64URL.encode(wrapped)))
             default:
                 let body = try decode(KeyOperationBody.self, request)
+                try refuseCipherParameters(body, operation)
                 let (bundle, keyBytes) = try vault.unwrapKey(
                     name(request), version: version(request), algorithm: try wrapAlgorithm(body.alg, render),
                     wrapped: try bytes(body.value, field: "value"))
                 return .json(KeyOperationResultJSON(kid: render.kid(bundle), value: Base64URL.encode(keyBytes)))
             }
+        }
+    }
+
+    private func refuseCipherParameters(_ body: KeyOperationBody, _ operation: String) throws(VaultError) {
+        if body.iv != nil || body.aad != nil || body.tag != nil {
+            throw .badParameter("iv, aad and tag are for encrypt and decrypt, not \(operation)")
         }
     }
 

@@ -78,9 +78,14 @@ extension VaultAPI {
                 name(request), lifetimeActions: body.lifetimeActions ?? [], expiryTime: body.attributes?.expiryTime)
             return .json(render.policy(try vault.getKey(name(request), version: nil).name, policy))
         })
-        for path in ["/keys/{name}/{version}/release", "/keys/{name}/release", "/keys/{name}/{version}/attestation"] {
+        for path in ["/keys/{name}/{version}/release", "/keys/{name}/release"] {
             router.add(.POST, path, api("keys.release", .keysRelease, .key) { _, _ in
-                throw VaultError.notSupported("key release and attestation are not offered by hsmd")
+                throw VaultError.notSupported("key release is not offered by hsmd")
+            })
+        }
+        for path in ["/keys/{name}/{version}/attestation", "/keys/{name}/attestation"] {
+            router.add(.GET, path, api("keys.attestation", .keysRead, .key) { _, _ in
+                throw VaultError.notSupported("key attestation is not offered by hsmd: its keys live in SoftHSM2, which cannot attest them")
             })
         }
     }
@@ -123,16 +128,13 @@ extension VaultAPI {
             guard let value else { throw .badParameter("key.\(name) is required to import a \(type.rawValue) key") }
             return try bytes(value, field: "key.\(name)")
         }
-        func optionalPart(_ name: String, _ value: String?) throws(VaultError) -> [UInt8] {
-            try optionalBytes(value, field: "key.\(name)") ?? []
-        }
         let material: ImportedKeyMaterial
         switch type {
         case .rsa:
+            // The CRT parts are required: without them the token cannot wrap the key for backups.
             material = .rsa(.init(
-                n: try part("n", jwk.n), e: try part("e", jwk.e), d: try part("d", jwk.d), p: try optionalPart("p", jwk.p),
-                q: try optionalPart("q", jwk.q), dp: try optionalPart("dp", jwk.dp), dq: try optionalPart("dq", jwk.dq),
-                qi: try optionalPart("qi", jwk.qi)))
+                n: try part("n", jwk.n), e: try part("e", jwk.e), d: try part("d", jwk.d), p: try part("p", jwk.p),
+                q: try part("q", jwk.q), dp: try part("dp", jwk.dp), dq: try part("dq", jwk.dq), qi: try part("qi", jwk.qi)))
         case .ec:
             guard let name = jwk.crv, let curve = Curve(rawValue: name) else {
                 throw .badParameter("key.crv must be P-256, P-256K, P-384 or P-521")

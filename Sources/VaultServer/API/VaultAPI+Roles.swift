@@ -20,7 +20,8 @@ extension VaultAPI {
             router.add(.GET, "\(definitions)/{role}", api("roleDefinitions.get", .roleDefinitionsRead, .roleScope) { request, _ in
                 .json(Self.definitionJSON(try access.roleDefinition(request.parameters["role"] ?? "")))
             })
-            router.add(.PUT, "\(definitions)/{role}", api("roleDefinitions.put", .roleDefinitionsWrite, .roleScope) { request, _ in
+            // Role definitions are global (scope /), whatever scope the path names.
+            router.add(.PUT, "\(definitions)/{role}", api("roleDefinitions.put", .roleDefinitionsWrite, .root) { request, _ in
                 let body = try decode(RoleDefinitionBody.self, request)
                 let definition = try access.putRoleDefinition(
                     request.parameters["role"] ?? "", roleName: body.properties.roleName ?? "",
@@ -33,7 +34,7 @@ extension VaultAPI {
                     assignableScopes: body.properties.assignableScopes ?? ["/"])
                 return .json(Self.definitionJSON(definition), status: .created)
             })
-            router.add(.DELETE, "\(definitions)/{role}", api("roleDefinitions.delete", .roleDefinitionsDelete, .roleScope) { request, _ in
+            router.add(.DELETE, "\(definitions)/{role}", api("roleDefinitions.delete", .roleDefinitionsDelete, .root) { request, _ in
                 .json(Self.definitionJSON(try access.deleteRoleDefinition(request.parameters["role"] ?? "")))
             })
             router.add(.GET, assignments, api("roleAssignments.list", .roleAssignmentsRead, .roleScope) { request, _ in
@@ -44,7 +45,8 @@ extension VaultAPI {
                 return .json(ListJSON(value: list.map(Self.assignmentJSON), nextLink: nil))
             })
             router.add(.GET, "\(assignments)/{assignment}", api("roleAssignments.get", .roleAssignmentsRead, .roleScope) { request, _ in
-                .json(Self.assignmentJSON(try access.roleAssignment(request.parameters["assignment"] ?? "")))
+                .json(Self.assignmentJSON(try access.roleAssignment(
+                    request.parameters["assignment"] ?? "", within: Scope.roleScope.resolve(request))))
             })
             router.add(.PUT, "\(assignments)/{assignment}", api("roleAssignments.put", .roleAssignmentsWrite, .roleScope) { request, _ in
                 let body = try decode(RoleAssignmentBody.self, request)
@@ -54,7 +56,8 @@ extension VaultAPI {
                 return .json(Self.assignmentJSON(assignment), status: .created)
             })
             router.add(.DELETE, "\(assignments)/{assignment}", api("roleAssignments.delete", .roleAssignmentsDelete, .roleScope) { request, _ in
-                .json(Self.assignmentJSON(try access.deleteRoleAssignment(request.parameters["assignment"] ?? "")))
+                .json(Self.assignmentJSON(try access.deleteRoleAssignment(
+                    request.parameters["assignment"] ?? "", within: Scope.roleScope.resolve(request))))
             })
         }
     }

@@ -10,13 +10,17 @@ import Vault
 public struct VaultAPI: Sendable {
     let vault: KeyVault
     let access: AccessControl
-    /// Where kids, recovery ids and next links point, e.g. `https://localhost`.
+    /// Bearer tokens, OAuth2 clients and the CA, when HTTPS is on.
+    let identity: IdentityServices?
+    /// Where kids, recovery ids and next links point for socket callers, e.g. `https://localhost`;
+    /// HTTPS callers get the authority they came in on.
     let authority: String
     let logger: Logger
 
-    public init(vault: KeyVault, access: AccessControl, authority: String, logger: Logger) {
+    public init(vault: KeyVault, access: AccessControl, identity: IdentityServices?, authority: String, logger: Logger) {
         self.vault = vault
         self.access = access
+        self.identity = identity
         self.authority = authority.hasSuffix("/") ? String(authority.dropLast()) : authority
         self.logger = logger
     }
@@ -26,6 +30,7 @@ public struct VaultAPI: Sendable {
         registerDeletedKeyRoutes(in: &router)
         registerCryptoRoutes(in: &router)
         registerRoleRoutes(in: &router)
+        registerIdentityRoutes(in: &router)
     }
 
     /// What a route's data action applies to.
@@ -54,8 +59,10 @@ public struct VaultAPI: Sendable {
             var response: Response
             do {
                 let version = try apiVersion(request)
-                try access.authorize(access.principal(request.peer), action, scope: scope.resolve(request))
-                response = try body(request, Renderer(authority: authority, apiVersion: version, settings: vault.settings))
+                guard let principal = access.principal(request) else { throw VaultError.unauthenticated }
+                try access.authorize(principal, action, scope: scope.resolve(request))
+                response = try body(
+                    request, Renderer(authority: request.authority ?? authority, apiVersion: version, settings: vault.settings))
             } catch let error as VaultError {
                 response = errorResponse(error, request)
             }
@@ -89,6 +96,8 @@ public struct VaultAPI: Sendable {
             return .error(.conflict, code: "Conflict", message: message)
         case let .forbidden(innerCode, message):
             return .error(.forbidden, code: "Forbidden", message: message, innerCode: innerCode)
+        case .unauthenticated:
+            return Response(status: .unauthorized)
         case .forbiddenByRBAC(let message):
             return .error(.forbidden, code: "Forbidden", message: message, innerCode: "ForbiddenByRbac")
         case let .notFound(code, message):
@@ -124,7 +133,8 @@ public struct VaultAPI: Sendable {
         }
         switch error {
         case let .keyNotFound(key, context): return "\(path(context.codingPath, key)) is required"
-        case let .typeMismatch(type, context): return "\(path(context.codingPath)) must be \(Self.describe(type))"
+        case let .typeMismatch(type, context):
+            return context.codingPath.isEmpty ? "the body must be a JSON object" : "\(path(context.codingPath)) must be \(Self.describe(type))"
         case let .valueNotFound(type, context): return "\(path(context.codingPath)) must be \(Self.describe(type)), not null"
         case let .dataCorrupted(context):
             return context.codingPath.isEmpty ? "the body is not valid JSON" : "\(path(context.codingPath)) is invalid"
@@ -169,7 +179,7 @@ public struct VaultAPI: Sendable {
 
     func name(_ request: Request) -> String { request.parameters["name"] ?? "" }
 
-    func principal(_ request: Request) -> Principal { access.principal(request.peer) }
+
 
     func version(_ request: Request) -> String? {
         guard let version = request.parameters["version"], !version.isEmpty else { return nil }

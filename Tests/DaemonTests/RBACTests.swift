@@ -92,6 +92,9 @@ final class RBACTests: XCTestCase {
             ("roleDefinitions/write/action", "/", ["method": "PUT", "path": "/providers/Microsoft.Authorization/roleDefinitions/\(UUID().uuidString.lowercased())?\(Self.api)",
                                                   "body": ["properties": ["roleName": "tmp-\(UUID().uuidString.prefix(6))", "permissions": [["dataActions": [Self.prefix + "keys/read/action"]]]]]]),
             ("roleDefinitions/delete/action", "/", ["method": "DELETE", "path": "/providers/Microsoft.Authorization/roleDefinitions/\(unknown)?\(Self.api)"]),
+            // Role definitions are global: writing one through a key's path still needs the right at /.
+            ("roleDefinitions/write/action", "/", ["method": "PUT", "path": "/keys/k1/providers/Microsoft.Authorization/roleDefinitions/\(UUID().uuidString.lowercased())?\(Self.api)",
+                                                  "body": ["properties": ["roleName": "tmp-\(UUID().uuidString.prefix(6))", "permissions": [["dataActions": [Self.prefix + "keys/read/action"]]]]]]),
             // Destructive ones last: each may remove k1.
             ("keys/delete", "/keys/k1", ["method": "DELETE", "path": "/keys/k1?\(Self.api)"]),
             ("keys/deletedKeys/read/action", "/keys/k1", ["method": "GET", "path": "/deletedkeys/k1?\(Self.api)"]),

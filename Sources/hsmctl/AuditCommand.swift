@@ -24,7 +24,12 @@ struct AuditCommand: ParsableCommand {
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check the hash chain across every file; report the first line that was edited, removed or reordered.",
-            discussion: "Exit code 0 when the chain is intact, 1 when it is broken.")
+            discussion: """
+                Exit code 0 when the chain is intact, 1 when it is broken.
+
+                Examples:
+                  hsmctl audit verify --dir /var/lib/hsmd/audit
+                """)
         @OptionGroup var location: Location
 
         func run() throws {
@@ -42,7 +47,13 @@ struct AuditCommand: ParsableCommand {
     }
 
     struct Tail: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the last audit records.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show the last audit records.",
+            discussion: """
+                Examples:
+                  hsmctl audit tail -n 50
+                  hsmctl audit tail --dir /var/lib/hsmd/audit --output json
+                """)
         @OptionGroup var location: Location
         @Option(name: [.customShort("n"), .long], help: "How many records.") var count = 20
         @Option(help: "table or json (the log's own lines).") var output: OutputFormat = .table

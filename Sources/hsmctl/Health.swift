@@ -14,31 +14,32 @@ struct Health: ParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() throws {
+        let report = try connection.health()
+        connection.render(report) {
+            let token = report["token"] as? [String: Any] ?? [:]
+            printFields([
+                ("status", "\(report["status"] ?? "?")"), ("version", "\(report["version"] ?? "?")"),
+                ("uptime", "\(report["uptimeSeconds"] ?? "?") s"),
+                ("token", "\(token["label"] ?? "?") (serial \(token["serialNumber"] ?? "?"))"),
+                ("key versions", "\(token["keyVersions"] ?? "?")"), ("socket", connection.socket),
+            ])
+        }
+    }
+}
+
+extension ConnectionOptions {
+    /// `GET /health`, the one route that takes no api-version and that every caller may use.
+    func health() throws -> [String: Any] {
         let response: HSMResponse
         do {
-            response = try connection.client.send(.GET, "/health")
+            response = try client.send(.GET, "/health")
         } catch {
             throw CommandFailure.exit("\(error) — is hsmd running? Start it with: make run", code: CommandFailure.unreachable)
         }
-        guard response.status == 200 else {
+        guard response.status == 200, let report = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] else {
             throw CommandFailure.exit("hsmd answered \(response.status): \(String(decoding: response.body, as: UTF8.self))",
                                       code: CommandFailure.serverError)
         }
-        if connection.output == .json {
-            print(String(decoding: response.body, as: UTF8.self))
-            return
-        }
-        let report = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
-        let token = report["token"] as? [String: Any] ?? [:]
-        let rows = [
-            ("status", "\(report["status"] ?? "?")"), ("version", "\(report["version"] ?? "?")"),
-            ("uptime", "\(report["uptimeSeconds"] ?? "?") s"),
-            ("token", "\(token["label"] ?? "?") (serial \(token["serialNumber"] ?? "?"))"),
-            ("key versions", "\(token["keyVersions"] ?? "?")"), ("socket", connection.socket),
-        ]
-        let width = rows.map(\.0.count).max() ?? 0
-        for (name, value) in rows {
-            print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value)
-        }
+        return report
     }
 }

@@ -10,9 +10,11 @@ struct Role: ParsableCommand {
 
             Examples:
               hsmctl role definitions
-              hsmctl role assign --role "Managed HSM Crypto User" --principal uid:1001 --scope /keys/payments
+              hsmctl role assign --role "Managed HSM Crypto User" --principal uid:1001 \\
+                  --scope /keys/payments
               hsmctl role list --scope /keys/payments
-              hsmctl role remove --role "Managed HSM Crypto User" --principal uid:1001 --scope /keys/payments
+              hsmctl role remove --role "Managed HSM Crypto User" --principal uid:1001 \\
+                  --scope /keys/payments
             """,
         subcommands: [Definitions.self, List.self, Assign.self, Remove.self])
 
@@ -43,7 +45,13 @@ struct Role: ParsableCommand {
     }
 
     struct Definitions: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the roles: Managed HSM's nine built-in roles and custom ones.")
+        static let configuration = CommandConfiguration(
+            abstract: "List the roles: Managed HSM's nine built-in roles and custom ones.",
+            discussion: """
+                Examples:
+                  hsmctl role definitions
+                  hsmctl role definitions --output json
+                """)
         @OptionGroup var connection: ConnectionOptions
 
         func run() throws {
@@ -55,7 +63,13 @@ struct Role: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List role assignments at a scope and below it.")
+        static let configuration = CommandConfiguration(
+            abstract: "List role assignments at a scope and below it.",
+            discussion: """
+                Examples:
+                  hsmctl role list
+                  hsmctl role list --scope /keys/payments --principal uid:1001
+                """)
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "/, /keys or /keys/NAME.") var scope = "/"
         @Option(help: "Only this principal's assignments.") var principal: String?
@@ -83,7 +97,13 @@ struct Role: ParsableCommand {
     }
 
     struct Assign: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Give a principal a role at a scope.")
+        static let configuration = CommandConfiguration(
+            abstract: "Give a principal a role at a scope.",
+            discussion: """
+                Examples:
+                  hsmctl role assign --role "Managed HSM Crypto User" --principal uid:1001 \\
+                      --scope /keys/payments
+                """)
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var grant: Grant
 
@@ -101,7 +121,13 @@ struct Role: ParsableCommand {
     }
 
     struct Remove: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Take a role from a principal at a scope.")
+        static let configuration = CommandConfiguration(
+            abstract: "Take a role from a principal at a scope.",
+            discussion: """
+                Examples:
+                  hsmctl role remove --role "Managed HSM Crypto User" --principal uid:1001 \\
+                      --scope /keys/payments
+                """)
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var grant: Grant
 

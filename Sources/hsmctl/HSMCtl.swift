@@ -25,7 +25,7 @@ struct HSMCtl: ParsableCommand {
             """,
         // No `version:` here: ArgumentParser would then read `--version` on any failed command line as a
         // request for hsmctl's version (exit 0), and key commands take --version VERSION as az does.
-        subcommands: [Status.self, Health.self, Key.self, Random.self, Role.self, AuditCommand.self])
+        subcommands: [Status.self, Health.self, Key.self, Random.self, Role.self, AuditCommand.self, TLS.self, Token.self, Client.self])
 }
 
 struct ConnectionOptions: ParsableArguments {

@@ -19,6 +19,7 @@ struct Key: ParsableCommand {
             Delete.self, ListDeleted.self, ShowDeleted.self, Recover.self, Purge.self,
             Backup.self, Restore.self, Rotate.self, RotationPolicy.self,
             Sign.self, Verify.self, Encrypt.self, Decrypt.self, Wrap.self, Unwrap.self, Download.self,
+            PKCS11.self, Unmanaged.self, Adopt.self,
         ])
 
     static func path(_ name: String, version: String? = nil) -> String {

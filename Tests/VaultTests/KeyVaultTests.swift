@@ -220,3 +220,35 @@ extension KeyVaultTests {
         }
     }
 }
+
+extension KeyVaultTests {
+    func testAnAdoptionACrashInterruptedGivesTheObjectsTheirNamesBack() throws {
+        let vault = try openVault()
+        try fixture.token.pool.withSession { session in
+            _ = try session.generateKeyPair(
+                Mechanism(CKM_EC_KEY_PAIR_GEN),
+                publicTemplate: [.string(CKA_LABEL, "old"), .bytes(CKA_ID, [0x0a, 0x0b]), .bool(CKA_TOKEN, true), .bool(CKA_VERIFY, true),
+                                 .bytes(CKA_EC_PARAMS, Curve.p256.ecParameters)],
+                privateTemplate: [.string(CKA_LABEL, "old"), .bytes(CKA_ID, [0x0a, 0x0b]), .bool(CKA_TOKEN, true), .bool(CKA_SIGN, true),
+                                  .bool(CKA_SENSITIVE, true), .bool(CKA_EXTRACTABLE, false)])
+        }
+        let objects = try vault.unmanagedObjects().filter { $0.idHex == "0a0b" }
+        XCTAssertEqual(objects.count, 2)
+        // The state a crash leaves between relabelling and activation.
+        let version = try fixture.token.newVersion()
+        try vault.store.insertPending(name: "adopted", version: KeyVersion(
+            version: version, spec: .ec(.p256), isHMACKey: false, operations: [.sign, .verify],
+            attributes: KeyAttributes(enabled: true, created: 1, updated: 1), tags: [KeyVault.adoptedFromTag: "old|0a0b"], publicKey: nil))
+        _ = try fixture.token.adopt(objects, as: TokenKeyID(stored: "adopted", version: version))
+
+        let reopened = try openVault()
+        XCTAssertThrowsError(try reopened.getKey("adopted", version: nil))
+        XCTAssertEqual(try reopened.unmanagedObjects().filter { $0.label == "old" && $0.idHex == "0a0b" }.count, 2,
+                       "the objects have their old names back, untouched")
+        let bundle = try reopened.adoptKey("adopted", objectID: "0a0b", label: nil, force: false)
+        XCTAssertEqual(bundle.version.tags[KeyVault.adoptedFromTag], "old|0a0b")
+        XCTAssertThrowsError(try reopened.backupKey("adopted")) { error in
+            guard case .conflict = error as? VaultError else { return XCTFail("\(error)") }
+        }
+    }
+}

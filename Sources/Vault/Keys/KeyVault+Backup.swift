@@ -1,3 +1,4 @@
+import CPKCS11
 import Foundation
 
 /// Backup blobs: every version of a key, its material wrapped by the domain key inside the token,
@@ -36,7 +37,15 @@ extension KeyVault {
         let record = try activeRecord(name)
         var versions: [BackupPayload.Version] = []
         for version in record.versions {
-            let wrapped = try inVault { try token.exportWrapped(tokenID(record, version)) }
+            let wrapped: [UInt8]
+            do {
+                wrapped = try token.exportWrapped(tokenID(record, version))
+            } catch .token(let error) where [CKR_KEY_UNEXTRACTABLE, CKR_KEY_NOT_WRAPPABLE].contains(error.code) {
+                throw .conflict(
+                    "version \(version.version) of \(record.name) was adopted as a non-extractable key: it cannot leave the token, not even in a backup")
+            } catch {
+                throw VaultError(error)
+            }
             let (kty, bits, curve): (String, Int, String?) = switch version.spec {
             case .rsa(let bits): ("rsa", bits, nil)
             case .ec(let curve): ("ec", 0, curve.rawValue)

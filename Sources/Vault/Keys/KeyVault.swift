@@ -29,7 +29,8 @@ public final class KeyVault: Sendable {
         store = try MetadataStore(path: storePath)
         settings = try Self.fixedSettings(store: store, requested: requested)
         let snapshot = try store.loadAll()
-        records = Mutex(Dictionary(uniqueKeysWithValues: snapshot.records.map { ($0.name.lowercased(), $0) }))
+        // A key whose only versions were pending has none left once reconciled.
+        records = Mutex(Dictionary(uniqueKeysWithValues: snapshot.records.filter { !$0.versions.isEmpty }.map { ($0.name.lowercased(), $0) }))
         try reconcile(snapshot)
     }
 
@@ -107,7 +108,14 @@ public final class KeyVault: Sendable {
     private func reconcile(_ snapshot: MetadataStore.Snapshot) throws {
         for (name, version) in snapshot.pending {
             let id = TokenKeyID(stored: name, version: version.version)
-            if (try? token.key(id)) != nil { try token.destroy(id) }
+            if (try? token.key(id)) != nil {
+                // An interrupted adoption gives the objects back their old names; anything else was hsmd's own.
+                if let origin = version.tags[Self.adoptedFromTag], let (label, objectID) = Self.parseOrigin(origin) {
+                    try token.relabel(id, label: label, objectID: objectID)
+                } else {
+                    try token.destroy(id)
+                }
+            }
             try store.remove(name: name, versions: [version.version])
             logger.warning("undid a key version whose creation a crash interrupted", metadata: ["key": "\(name)", "version": "\(version.version)"])
         }
@@ -134,6 +142,22 @@ public final class KeyVault: Sendable {
         if strays > 0 {
             logger.warning("token objects shaped like hsmd keys have no metadata; left untouched", metadata: ["count": "\(strays)"])
         }
+    }
+}
+
+extension KeyVault {
+    static func parseOrigin(_ origin: String) -> (String, [UInt8])? {
+        let parts = origin.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2, parts[1].count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        var index = parts[1].startIndex
+        while index < parts[1].endIndex {
+            let next = parts[1].index(index, offsetBy: 2)
+            guard let byte = UInt8(parts[1][index..<next], radix: 16) else { return nil }
+            bytes.append(byte)
+            index = next
+        }
+        return (parts[0], bytes)
     }
 }
 

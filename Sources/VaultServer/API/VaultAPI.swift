@@ -31,6 +31,7 @@ public struct VaultAPI: Sendable {
         registerCryptoRoutes(in: &router)
         registerRoleRoutes(in: &router)
         registerIdentityRoutes(in: &router)
+        registerTokenRoutes(in: &router)
     }
 
     /// What a route's data action applies to.

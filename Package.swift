@@ -81,6 +81,18 @@ let package = Package(
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
+        // Load generator and baselines for docs/BENCHMARKS.md: the socket, hsmd's token layer alone, p11-kit, openssl speed.
+        .executableTarget(
+            name: "hsmd-bench",
+            dependencies: [
+                "Vault", "PKCS11",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "PKCS11Tests", dependencies: ["PKCS11"]),
         .testTarget(
             name: "VaultTests",

@@ -6,13 +6,13 @@ import HSMClient
 struct TLS: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The HTTPS listener's CA certificate.",
-        discussion: "Example:\n  hsmctl tls ca > hsmd-ca.pem        # then: connection_verify=\"hsmd-ca.pem\" in Azure's Python SDK",
+        discussion: "Examples:\n  hsmctl tls ca > hsmd-ca.pem        # then: connection_verify=\"hsmd-ca.pem\" in Azure's Python SDK",
         subcommands: [CA.self])
 
     struct CA: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the CA certificate (PEM) that signed hsmd's HTTPS certificate.",
-            discussion: "Example:\n  hsmctl tls ca > hsmd-ca.pem")
+            discussion: "Examples:\n  hsmctl tls ca > hsmd-ca.pem")
         @OptionGroup var connection: ConnectionOptions
 
         func run() throws {
@@ -33,6 +33,7 @@ struct TLS: ParsableCommand {
 struct Token: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Bearer tokens for HTTPS callers.",
+        discussion: "Examples:\n  hsmctl token issue --principal ci-signer --ttl 3600",
         subcommands: [Issue.self])
 
     struct Issue: ParsableCommand {
@@ -40,7 +41,7 @@ struct Token: ParsableCommand {
             abstract: "Issue a bearer token naming a principal (administrators only).",
             discussion: """
                 The token is signed by a key in hsmd's token; RBAC then treats its bearer as the principal.
-                Example:
+                Examples:
                   hsmctl token issue --principal ci-signer --ttl 3600
                 """)
         @OptionGroup var connection: ConnectionOptions
@@ -72,7 +73,8 @@ struct Client: ParsableCommand {
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Register a client acting as a principal; prints its secret, which is never shown again.")
+            abstract: "Register a client acting as a principal; prints its secret, which is never shown again.",
+            discussion: "Examples:\n  hsmctl client add --principal ci-signer")
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "The principal the client acts as.") var principal: String
 
@@ -88,7 +90,8 @@ struct Client: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the registered clients (without secrets).")
+        static let configuration = CommandConfiguration(
+            abstract: "List the registered clients (without secrets).", discussion: "Examples:\n  hsmctl client list")
         @OptionGroup var connection: ConnectionOptions
 
         func run() throws {
@@ -103,7 +106,9 @@ struct Client: ParsableCommand {
     }
 
     struct Remove: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a client: its secret stops working at once.")
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a client: its secret stops working at once.",
+            discussion: "Examples:\n  hsmctl client remove 55dd6833-a8f6-45f1-b8a3-0d47ee96a4a4")
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "The client id.") var clientID: String
 

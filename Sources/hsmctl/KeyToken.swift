@@ -61,7 +61,7 @@ extension Key {
     struct Unmanaged: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List the token objects hsmd does not manage (left untouched until adopted).",
-            discussion: "Example:\n  hsmctl key unmanaged")
+            discussion: "Examples:\n  hsmctl key unmanaged")
         @OptionGroup var connection: ConnectionOptions
 
         func run() throws {

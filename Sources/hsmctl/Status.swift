@@ -3,10 +3,10 @@ import Foundation
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the daemon, its token, and the roles you hold (what you may do).",
+        abstract: "Show the daemon, its token, its listeners, who you are to it and the roles you hold.",
         discussion: """
-            Your roles are those assigned to your uid:N and gid:N; roles of a name bound with hsmd --principal \
-            are not shown. Listing them needs a role that reads role assignments.
+            Your roles are every assignment that reaches you: to your uid:N, your gid:N, or a name hsmd binds to
+            either with --principal.
 
             Examples:
               hsmctl status
@@ -14,63 +14,35 @@ struct Status: ParsableCommand {
             """)
     @OptionGroup var connection: ConnectionOptions
 
-    private var principals: [String] { ["uid:\(getuid())", "gid:\(getgid())"] }
-
     func run() throws {
         let health = try connection.health()
-        var json: [String: Any] = ["health": health, "principals": principals, "listeners": ["unix:" + connection.socket]]
-        let roles: Result<[[String]], APIFailure>
-        do throws(APIFailure) {
-            let assignments = try roleAssignments()
-            json["roleAssignments"] = assignments
-            roles = .success(try roleRows(assignments))
-        } catch {
-            json["roleAssignmentsError"] = error.message
-            roles = .failure(error)
-        }
-        connection.render(json) { show(health, roles) }
+        let whoami = try connection.call(.GET, "/hsmd/whoami")
+        let json: [String: Any] = ["health": health, "whoami": whoami, "listeners": health["listeners"] ?? []]
+        connection.render(json) { show(health, whoami) }
     }
 
-    private func roleAssignments() throws(APIFailure) -> [[String: Any]] {
-        var assignments: [[String: Any]] = []
-        for principal in principals {
-            let filter = "principalId eq '\(principal)'".addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
-            let list = try connection.request(.GET, "/providers/Microsoft.Authorization/roleAssignments", query: "$filter=\(filter)")
-            assignments += list["value"] as? [[String: Any]] ?? []
-        }
-        return assignments
-    }
-
-    /// ROLE, SCOPE, AS (which of the caller's principals holds it), with role names for role GUIDs.
-    private func roleRows(_ assignments: [[String: Any]]) throws(APIFailure) -> [[String]] {
-        let definitions = try connection.request(.GET, "/providers/Microsoft.Authorization/roleDefinitions")["value"] as? [[String: Any]] ?? []
-        let names = Dictionary(definitions.map { definition in
-            (definition["name"] as? String ?? "", (definition["properties"] as? [String: Any])?["roleName"] as? String ?? "")
-        }, uniquingKeysWith: { first, _ in first })
-        return assignments.map { assignment in
-            let properties = assignment["properties"] as? [String: Any] ?? [:]
-            let roleID = (properties["roleDefinitionId"] as? String ?? "").split(separator: "/").last.map(String.init) ?? ""
-            return [names[roleID] ?? roleID, properties["scope"] as? String ?? "", properties["principalId"] as? String ?? ""]
-        }
-    }
-
-    private func show(_ health: [String: Any], _ roles: Result<[[String]], APIFailure>) {
+    private func show(_ health: [String: Any], _ whoami: [String: Any]) {
         let token = health["token"] as? [String: Any] ?? [:]
+        let free = [("private", token["freePrivateMemory"]), ("public", token["freePublicMemory"])]
+            .compactMap { name, value in (value as? Int).map { "\($0) bytes \(name)" } }
+        let identities = (whoami["identities"] as? [String] ?? []).joined(separator: ", ")
         printFields([
             ("status", "\(health["status"] ?? "?")"), ("version", "hsmd \(health["version"] ?? "?")"),
             ("uptime", Self.duration(health["uptimeSeconds"] as? Int ?? 0)),
-            ("token", "\(token["label"] ?? "?") (serial \(token["serialNumber"] ?? "?"))"),
-            ("key versions", "\(token["keyVersions"] ?? "?")"), ("listener", "unix:" + connection.socket),
-            ("you", principals.joined(separator: ", ")),
+            ("token", "\(token["label"] ?? "?") (serial \(token["serialNumber"] ?? "?"), slot \(token["slot"] ?? "?"))"),
+            ("free memory", free.isEmpty ? "no limit reported" : free.joined(separator: ", ")),
+            ("key versions", "\(token["keyVersions"] ?? "?")"),
+            ("listeners", (health["listeners"] as? [String] ?? []).joined(separator: ", ")),
+            ("you", "\(whoami["principal"] ?? "?") (\(identities))"),
         ])
         print()
-        switch roles {
-        case .success(let rows) where rows.isEmpty:
-            print("No roles are assigned to \(principals.joined(separator: " or ")) (roles of a name bound with --principal are not listed).")
-        case .success(let rows):
-            printTable(["ROLE", "SCOPE", "AS"], rows)
-        case .failure(let failure):
-            print("Your roles cannot be listed: \(failure.message)")
+        let roles = (whoami["roles"] as? [[String: Any]] ?? []).map { role in
+            [role["roleName"] as? String ?? "", role["scope"] as? String ?? "", role["principalId"] as? String ?? ""]
+        }
+        if roles.isEmpty {
+            print("No roles are assigned to \(whoami["principal"] ?? "you"): hsmd refuses you everything but health.")
+        } else {
+            printTable(["ROLE", "SCOPE", "AS"], roles)
         }
     }
 

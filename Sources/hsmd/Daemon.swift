@@ -68,7 +68,8 @@ struct Daemon {
 
         let (identity, httpsListener) = try https.map { try httpsSetup($0, token: token, vault: vault) } ?? (nil, nil)
         var router = Router()
-        HealthRoute.add(to: &router, token: token, version: version, started: Date())
+        let listenerNames = ["unix:\(socketPath)"] + (https.map { ["https://\($0.host):\($0.port)"] } ?? [])
+        HealthRoute.add(to: &router, token: token, version: version, started: Date(), listeners: listenerNames)
         VaultAPI(vault: vault, access: accessControl, identity: identity, authority: authority, logger: logger).register(in: &router)
         let auditor = AuditLogRecorder(log: auditLog, access: accessControl)
         var listeners: [HTTPServer.Listener] = [.unixSocket(path: socketPath, group: socketGroup)]

@@ -7,6 +7,14 @@ extension VaultAPI {
     static let provider = "providers/Microsoft.Authorization"
 
     func registerRoleRoutes(in router: inout Router) {
+        // Who the caller is and what it holds: no role is needed to ask about oneself.
+        router.add(.GET, "/hsmd/whoami", .immediate { request in
+            guard let principal = access.principal(request) else { return Response(status: .unauthorized) }
+            let roles = access.roles(of: principal).map { role, assignment in
+                WhoAmIJSON.Role(roleName: role.roleName, roleDefinitionId: role.id, scope: assignment.scope, principalId: assignment.principalID)
+            }
+            return .json(WhoAmIJSON(principal: principal.name, identities: principal.identities.sorted(), roles: roles))
+        })
         for scope in ["", "/keys", "/keys/{name}"] {
             let definitions = "\(scope)/\(Self.provider)/roleDefinitions"
             let assignments = "\(scope)/\(Self.provider)/roleAssignments"
@@ -134,4 +142,16 @@ struct RoleDefinitionJSON: Encodable {
     var name: String
     var type = "Microsoft.Authorization/roleDefinitions"
     var properties: Properties
+}
+
+struct WhoAmIJSON: Encodable {
+    struct Role: Encodable {
+        var roleName: String
+        var roleDefinitionId: String
+        var scope: String
+        var principalId: String
+    }
+    var principal: String
+    var identities: [String]
+    var roles: [Role]
 }

@@ -156,7 +156,7 @@ struct HSMD: ParsableCommand {
             socketGroupID = group.pointee.gr_gid
         }
         let access = AccessOptions(
-            initialAdministrators: admins.isEmpty ? ["uid:\(getuid())", "uid:0"] : admins,
+            initialAdministrators: admins.isEmpty ? (getuid() == 0 ? ["uid:0"] : ["uid:\(getuid())", "uid:0"]) : admins,
             bindings: principals.compactMap(PrincipalBinding.init))
         let daemon = Daemon(
             directory: directory, provisioning: options, vaultSettings: settings, access: access,

@@ -91,9 +91,6 @@ public final class HTTPServer: Sendable {
         self.quiescing = quiescing
     }
 
-    /// The port an HTTPS listener got (useful with port 0).
-    public var port: Int? { channel.localAddress?.port }
-
     /// Stops accepting, waits for in-flight requests to be answered, then removes a Unix socket.
     public func shutdown() {
         let drained = group.next().makePromise(of: Void.self)

@@ -86,7 +86,7 @@ extension VaultAPI {
     private func tokenResponse(_ request: Request) -> Response {
         guard let identity else { return Self.httpsOff }
         let form = Self.form(request)
-        func oauthError(_ code: String, _ description: String, _ status: HTTPResponseStatusCode = .badRequest) -> Response {
+        func oauthError(_ code: String, _ description: String, _ status: HTTPResponseStatus = .badRequest) -> Response {
             .json(["error": code, "error_description": description], status: status)
         }
         guard form["grant_type"] == "client_credentials" else {
@@ -122,8 +122,6 @@ extension VaultAPI {
         do { return try body() } catch { throw .internalFailure("\(error)") }
     }
 }
-
-typealias HTTPResponseStatusCode = NIOHTTP1.HTTPResponseStatus
 
 struct TokenRequestBody: Decodable {
     var principal: String

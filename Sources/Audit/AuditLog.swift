@@ -70,6 +70,25 @@ public final class AuditLog: @unchecked Sendable {
         return !lastBatchFailed
     }
 
+    /// Nil while the log can take a record; else why not. Checks the last batch and whether the
+    /// current file can be opened for appending now, so a fault shows before a request meets it.
+    public func writabilityProblem() -> String? {
+        condition.lock()
+        let failed = lastBatchFailed
+        condition.unlock()
+        if failed { return "the last audit record could not be written to \(currentFile.path)" }
+        let probe = open(currentFile.path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard probe >= 0 else { return "cannot open \(currentFile.path) for writing: \(String(cString: strerror(errno)))" }
+        Glibc.close(probe)
+        var filesystem = statvfs()
+        if statvfs(directory.path, &filesystem) == 0, UInt64(filesystem.f_bavail) * UInt64(filesystem.f_frsize) < Self.minimumFreeBytes {
+            return "fewer than \(Self.minimumFreeBytes >> 20) MiB free for the audit log in \(directory.path)"
+        }
+        return nil
+    }
+
+    static let minimumFreeBytes: UInt64 = 1 << 20
+
     /// Writes what is waiting and stops the writer.
     public func close() {
         condition.lock()

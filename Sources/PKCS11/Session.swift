@@ -25,6 +25,13 @@ public struct Session: Sendable {
         try check(f.C_Login(handle, userType, &pin, CK_ULONG(pin.count)), "C_Login")
     }
 
+    /// Whether the token holds this session's application logged in as the normal user.
+    public func isUserLoggedIn() throws -> Bool {
+        var info = CK_SESSION_INFO()
+        try check(f.C_GetSessionInfo(handle, &info), "C_GetSessionInfo")
+        return info.state == CKS_RO_USER_FUNCTIONS || info.state == CKS_RW_USER_FUNCTIONS
+    }
+
     public func logout() throws {
         try check(f.C_Logout(handle), "C_Logout")
     }

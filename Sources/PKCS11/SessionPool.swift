@@ -17,6 +17,9 @@ public final class SessionPool: Sendable {
     /// Sessions currently open through this pool, idle or borrowed.
     public var openCount: Int { opened.load(ordering: .relaxed) }
 
+    /// Sessions open and waiting to be borrowed.
+    public var idleCount: Int { idle.withLock { $0.count } }
+
     public func withSession<R>(_ body: (Session) throws -> R) throws -> R {
         let session = try borrow()
         do {

@@ -27,6 +27,9 @@ public struct AuditLogRecorder: RequestAuditor {
         let principal = access.principal(request)
         let credentials = principal?.credentials
         let facts = response.audit
+        let started = DispatchTime.now().uptimeNanoseconds
+        var failed = true
+        defer { AuditMetrics.recordWrite(startedAt: started, failed: failed) }
         try log.append(AuditRecord(
             time: Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)),
             requestID: request.requestID,
@@ -35,5 +38,6 @@ public struct AuditLogRecorder: RequestAuditor {
             method: request.method.rawValue, path: request.path, operation: facts?.operation ?? "unrouted",
             action: facts?.action, key: facts?.key, version: facts?.version, status: Int(response.status.code),
             latencyMicroseconds: latencyMicroseconds))
+        failed = false
     }
 }

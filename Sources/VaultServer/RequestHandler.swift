@@ -61,17 +61,19 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
         let started = DispatchTime.now()
+        RequestMetrics.inFlight.increment()
         let received = Request(head: head, body: body, caller: caller, requestID: UUID().uuidString.lowercased())
         body = nil
         let keepAlive = head.isKeepAlive && !bodyTooLarge
-        let (handler, request) = admit(received)
+        let (handler, request, servesWhileDegraded) = admit(received)
         let auditor = self.auditor
         let logger = self.logger
         let onLoop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         blockingPool.runIfActive(eventLoop: context.eventLoop) { () -> Response in
             var response: Response
-            let refused = auditor.map { !$0.isAvailable } ?? false
+            let refused = !servesWhileDegraded && !(auditor?.isAvailable ?? true)
             if refused {
+                RequestMetrics.rejectedCounter("audit_unavailable").increment()
                 response = .error(.serviceUnavailable, code: "AuditLogUnavailable",
                                   message: "hsmd cannot write its audit log, so it refuses requests until it can")
             } else {
@@ -94,10 +96,13 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 try auditor.record(request, response, latencyMicroseconds: elapsed)
             } catch {
                 logger.critical("audit log write failed; refusing requests until it can be written", metadata: ["error": "\(error)"])
-                // A refused request did nothing, so the caller may simply retry later.
-                if refused { return response }
-                return .error(.internalServerError, code: "AuditLogUnavailable",
-                              message: "hsmd could not write its audit log; the outcome of this request is unknown to the caller (request id \(request.requestID))")
+                // A refused or unavailable answer did nothing, so the caller may simply retry later.
+                if refused || response.status == .serviceUnavailable { return response }
+                var failure = Response.error(
+                    .internalServerError, code: "AuditLogUnavailable",
+                    message: "hsmd could not write its audit log; the outcome of this request is unknown to the caller (request id \(request.requestID))")
+                failure.audit = response.audit
+                return failure
             }
             return response
         }.whenComplete { result in
@@ -105,18 +110,22 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 ?? .error(.serviceUnavailable, code: "ServiceUnavailable", message: "hsmd is shutting down")
             let (handler, context) = onLoop.value
             handler.write(response, for: request, keepAlive: keepAlive, context: context)
+            RequestMetrics.inFlight.decrement()
+            RequestMetrics.record(
+                operation: response.audit?.operation ?? "unrouted", status: response.status.code,
+                keyType: response.audit?.keyType, startedAt: started.uptimeNanoseconds)
         }
     }
 
     /// Routes a request and, on HTTPS, authenticates it unless its route is public: the handler to
     /// run and the request it runs on.
-    private func admit(_ received: Request) -> (RouteHandler, Request) {
-        if bodyTooLarge { return (Self.tooLarge(maximumBodySize), received) }
-        let (handler, request, isPublic) = router.route(received)
-        guard let authentication, !isPublic else { return (handler, request) }
-        switch authentication.authenticate(request) {
-        case .success(let authenticated): return (handler, authenticated)
-        case .failure(let failure): return (.immediate { _ in failure.response }, request)
+    private func admit(_ received: Request) -> (RouteHandler, Request, servesWhileDegraded: Bool) {
+        if bodyTooLarge { return (Self.tooLarge(maximumBodySize), received, false) }
+        let routed = router.route(received)
+        guard let authentication, !routed.isPublic else { return (routed.handler, routed.request, routed.servesWhileDegraded) }
+        switch authentication.authenticate(routed.request) {
+        case .success(let authenticated): return (routed.handler, authenticated, routed.servesWhileDegraded)
+        case .failure(let failure): return (.immediate { _ in failure.response }, routed.request, false)
         }
     }
 

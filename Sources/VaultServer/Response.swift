@@ -46,4 +46,14 @@ public struct AuditFacts: Sendable {
     public var action: String?
     public var key: String?
     public var version: String?
+    /// The type of the key the request concerned (`RSA-HSM`…), for metrics.
+    public var keyType: String?
+
+    public init(operation: String, action: String? = nil, key: String? = nil, version: String? = nil, keyType: String? = nil) {
+        self.operation = operation
+        self.action = action
+        self.key = key
+        self.version = version
+        self.keyType = keyType
+    }
 }

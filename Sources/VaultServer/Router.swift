@@ -15,7 +15,23 @@ public struct Router: Sendable {
     private struct Route: Sendable {
         let segments: [Segment]
         let literalCount: Int
-        var handlers: [String: (handler: RouteHandler, isPublic: Bool)]
+        var handlers: [String: Entry]
+    }
+
+    private struct Entry: Sendable {
+        let handler: RouteHandler
+        let isPublic: Bool
+        let servesWhileDegraded: Bool
+    }
+
+    /// A request matched to what serves it.
+    struct Routed {
+        let handler: RouteHandler
+        let request: Request
+        /// Served to HTTPS callers without a bearer token.
+        let isPublic: Bool
+        /// Runs even while the audit log refuses requests (health and readiness must say why).
+        let servesWhileDegraded: Bool
     }
 
     private enum Segment: Sendable, Equatable {
@@ -28,25 +44,30 @@ public struct Router: Sendable {
     public init() {}
 
     /// Adds a route. A public route serves HTTPS callers without a bearer token (the OAuth2 and
-    /// OpenID endpoints that hand tokens out).
-    public mutating func add(_ method: HTTPMethod, _ pattern: String, public isPublic: Bool = false, _ handler: RouteHandler) {
+    /// OpenID endpoints that hand tokens out); one that serves while degraded runs even when the
+    /// audit log cannot be written (it is still audited when it can be).
+    public mutating func add(
+        _ method: HTTPMethod, _ pattern: String, public isPublic: Bool = false, servesWhileDegraded: Bool = false,
+        _ handler: RouteHandler
+    ) {
+        let entry = Entry(handler: handler, isPublic: isPublic, servesWhileDegraded: servesWhileDegraded)
         let segments = Self.split(pattern).map { part -> Segment in
             part.hasPrefix("{") && part.hasSuffix("}") ? .parameter(String(part.dropFirst().dropLast())) : .literal(part.lowercased())
         }
         if let index = routes.firstIndex(where: { $0.segments == segments }) {
-            routes[index].handlers[method.rawValue] = (handler, isPublic)
+            routes[index].handlers[method.rawValue] = entry
         } else {
             let literals = segments.filter { if case .literal = $0 { true } else { false } }.count
-            routes.append(Route(segments: segments, literalCount: literals, handlers: [method.rawValue: (handler, isPublic)]))
+            routes.append(Route(segments: segments, literalCount: literals, handlers: [method.rawValue: entry]))
         }
     }
 
     /// The handler for a request, with the path's parameters filled in. Among the patterns that
     /// match the path, the most literal one that serves the method wins; a path matched only by
     /// patterns without the method is 405.
-    func route(_ request: Request) -> (handler: RouteHandler, request: Request, isPublic: Bool) {
+    func route(_ request: Request) -> Routed {
         let parts = Self.split(request.path)
-        var best: (entry: (handler: RouteHandler, isPublic: Bool), literals: Int, parameters: [String: String])?
+        var best: (entry: Entry, literals: Int, parameters: [String: String])?
         var allowed = Set<String>()
         for route in routes where route.segments.count == parts.count {
             guard let parameters = Self.match(route.segments, parts) else { continue }
@@ -57,21 +78,23 @@ public struct Router: Sendable {
         if let best {
             var routed = request
             routed.parameters = best.parameters
-            return (best.entry.handler, routed, best.entry.isPublic)
+            return Routed(
+                handler: best.entry.handler, request: routed, isPublic: best.entry.isPublic,
+                servesWhileDegraded: best.entry.servesWhileDegraded)
         }
         if allowed.isEmpty {
-            return (.immediate { _ in
+            return Routed(handler: .immediate { _ in
                 .error(.notFound, code: "NotFound", message: "no operation is served at \(request.path)")
-            }, request, false)
+            }, request: request, isPublic: false, servesWhileDegraded: false)
         }
         let methods = allowed.sorted().joined(separator: ", ")
-        return (.immediate { _ in
+        return Routed(handler: .immediate { _ in
             var response = Response.error(
                 .methodNotAllowed, code: "MethodNotAllowed",
                 message: "\(request.method.rawValue) is not allowed on \(request.path); use \(methods)")
             response.headers.add(name: "allow", value: methods)
             return response
-        }, request, false)
+        }, request: request, isPublic: false, servesWhileDegraded: false)
     }
 
     private static func split(_ path: String) -> [String] {

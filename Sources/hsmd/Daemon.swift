@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Logging
+import Prometheus
 import NIOCore
 import NIOPosix
 import Audit
@@ -40,6 +41,7 @@ struct Daemon {
     let socketPath: String
     let maximumBodySize: Int
     let version: String
+    let metrics: PrometheusCollectorRegistry
     let logger: Logger
 
     func run() throws {
@@ -69,7 +71,12 @@ struct Daemon {
         let (identity, httpsListener) = try https.map { try httpsSetup($0, token: token, vault: vault) } ?? (nil, nil)
         var router = Router()
         let listenerNames = ["unix:\(socketPath)"] + (https.map { ["https://\($0.host):\($0.port)"] } ?? [])
-        HealthRoute.add(to: &router, token: token, version: version, started: Date(), listeners: listenerNames)
+        HealthRoute.add(to: &router, token: token, version: version, started: Date(), listeners: listenerNames, checks: [
+            ReadinessCheck("token") { token.readinessProblem() },
+            ReadinessCheck("metadata_store") { vault.storeProblem() },
+            ReadinessCheck("audit_log") { auditLog.writabilityProblem() },
+        ])
+        MetricsRoute.add(to: &router, vault: vault, access: accessControl) { [metrics] in metrics.emitToBuffer() }
         VaultAPI(vault: vault, access: accessControl, identity: identity, authority: authority, logger: logger).register(in: &router)
         let auditor = AuditLogRecorder(log: auditLog, access: accessControl)
         var listeners: [HTTPServer.Listener] = [.unixSocket(path: socketPath, group: socketGroup)]

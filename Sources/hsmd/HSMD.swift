@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import Vault
 import VaultServer
 
@@ -140,6 +142,8 @@ struct HSMD: ParsableCommand {
             handler.logLevel = level
             return handler
         }
+        let metrics = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory.hsmd(registry: metrics))
         var options = TokenProvisioner.Options()
         options.modulePath = module
         options.tokenLabel = tokenLabel
@@ -163,7 +167,7 @@ struct HSMD: ParsableCommand {
             https: tlsPort.map { HTTPSOptions(host: tlsHost, port: $0, extraNames: tlsName, tenant: tenant) },
             socketGroup: socketGroupID, auditRotationSize: auditRotateBytes, authority: authority,
             socketPath: socket ?? directory.defaultSocket.path, maximumBodySize: maxBodyBytes, version: Self.version,
-            logger: Logger(label: "hsmd"))
+            metrics: metrics, logger: Logger(label: "hsmd"))
         do {
             try daemon.run()
         } catch {

@@ -13,6 +13,8 @@ public enum BuiltInRoles {
     public static let serviceReleaseUser = "21dbd100-6940-42c2-9190-5d6cb909625c"
     public static let backup = "7b127d3c-77bd-4e3e-bbe0-dbb8971fa7f8"
     public static let restore = "6efe6056-5259-49d2-8b3d-d3d73544b20b"
+    /// hsmd's own role, for Prometheus and other monitoring agents.
+    public static let monitoringReader = "a54c5d74-0364-4400-aa42-897df8577b57"
 
     private static let roleManagement: [DataAction] = [
         .roleAssignmentsRead, .roleAssignmentsWrite, .roleAssignmentsDelete,
@@ -40,10 +42,11 @@ public enum BuiltInRoles {
         role(serviceReleaseUser, "Managed HSM Crypto Service Release User", "Releases keys.", [.keysRelease]),
         role(backup, "Managed HSM Backup", "Backs keys up.", [.keysBackup, .backupStart, .backupStatus]),
         role(restore, "Managed HSM Restore", "Restores keys.", [.keysRestore, .restoreStart, .restoreStatus]),
+        role(monitoringReader, "hsmd Monitoring Reader", "Scrapes hsmd's metrics: counts and latencies, never a key's name.", [.metricsRead]),
     ]
 
     /// What the initial administrators hold at `/`.
-    public static let initialAdministratorRoles = [administrator, cryptoOfficer, cryptoUser]
+    public static let initialAdministratorRoles = [administrator, cryptoOfficer, cryptoUser, monitoringReader]
 
     private static func role(_ id: String, _ name: String, _ description: String, _ actions: [DataAction]) -> RoleDefinition {
         RoleDefinition(

@@ -36,6 +36,8 @@ public enum DataAction: String, CaseIterable, Sendable {
     case restoreStart = "restore/start/action"
     case restoreStatus = "restore/status/action"
     case random = "rng/action"
+    /// hsmd's own: scraping its Prometheus metrics (no Managed HSM action covers monitoring).
+    case metricsRead = "hsmd/metrics/read/action"
 
     public static let prefix = "Microsoft.KeyVault/managedHsm/"
 

@@ -13,6 +13,8 @@ final class MetadataStore: Sendable {
 
     init(path: URL) throws {
         var configuration = Configuration()
+        // A backup tool or an operator's sqlite3 may hold the lock for a moment: wait rather than fail.
+        configuration.busyMode = .timeout(2)
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
@@ -66,6 +68,14 @@ final class MetadataStore: Sendable {
                 """)
         }
         return migrator
+    }
+
+    /// Takes and releases the write lock: fails while the file is unreadable, corrupt or locked by another process.
+    func checkWritable() throws {
+        try database.inTransaction(.immediate) { db in
+            _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM settings")
+            return .commit
+        }
     }
 
     // MARK: Settings

@@ -69,11 +69,9 @@ public final class VaultToken: Sendable {
         let spec = try spec.validated()
         try Self.refuseMixedOctUsage(spec, usage)
         try refuseExisting(id)
-        let key = try inToken {
-            try pool.withSession { session in
-                try cleaningUpOnFailure(id, session) {
-                    try KeyFactory(session: session).generate(id, spec: spec, usage: usage)
-                }
+        let key = try withSession { session in
+            try cleaningUpOnFailure(id, session) {
+                try KeyFactory(session: session).generate(id, spec: spec, usage: usage)
             }
         }
         index.withLock { $0[id] = key }
@@ -85,11 +83,9 @@ public final class VaultToken: Sendable {
     public func importKey(_ id: TokenKeyID, material: ImportedKeyMaterial, usage: KeyUsage) throws(TokenKeyError) -> TokenKey {
         if case .oct(let bytes) = material { try Self.refuseMixedOctUsage(.oct(bits: bytes.count * 8), usage) }
         try refuseExisting(id)
-        let key = try inToken {
-            try pool.withSession { session in
-                try cleaningUpOnFailure(id, session) {
-                    try KeyFactory(session: session).importKey(id, material: material, usage: usage)
-                }
+        let key = try withSession { session in
+            try cleaningUpOnFailure(id, session) {
+                try KeyFactory(session: session).importKey(id, material: material, usage: usage)
             }
         }
         index.withLock { $0[id] = key }
@@ -99,18 +95,16 @@ public final class VaultToken: Sendable {
     /// Destroys a key version's objects and forgets it.
     public func destroy(_ id: TokenKeyID) throws(TokenKeyError) {
         let key = try key(id)
-        try inToken {
-            try pool.withSession { session in
-                try session.destroyObject(key.privateHandle)
-                if let publicHandle = key.publicHandle { try session.destroyObject(publicHandle) }
-            }
+        try withSession { session in
+            try session.destroyObject(key.privateHandle)
+            if let publicHandle = key.publicHandle { try session.destroyObject(publicHandle) }
         }
         index.withLock { _ = $0.removeValue(forKey: id) }
     }
 
     public func randomBytes(count: Int) throws(TokenKeyError) -> [UInt8] {
         guard count >= 0 else { throw .invalidInput("count must not be negative") }
-        return try inToken { try pool.withSession { try $0.generateRandom(count: count) } }
+        return try withSession { try $0.generateRandom(count: count) }
     }
 
     /// A new 32-hex-digit version id from the token's generator.
@@ -120,8 +114,11 @@ public final class VaultToken: Sendable {
 
     // MARK: Internals shared by the operations
 
-    func withSession<R>(_ body: (Session) throws -> R) throws(TokenKeyError) -> R {
-        try inToken { try pool.withSession(body) }
+    /// Runs token work on a pooled session, timed under the name of the calling operation.
+    func withSession<R>(operation: String = #function, _ body: (Session) throws -> R) throws(TokenKeyError) -> R {
+        try TokenTiming.measure(operation) { () throws(TokenKeyError) -> R in
+            try inToken { try pool.withSession(body) }
+        }
     }
 
     private static func refuseMixedOctUsage(_ spec: KeySpec, _ usage: KeyUsage) throws(TokenKeyError) {
@@ -171,6 +168,18 @@ extension VaultToken {
                     try session.setAttributeValues(of: publicHandle, KeyTemplates.publicUsage(usage))
                 }
             }
+        }
+    }
+}
+
+extension VaultToken {
+    /// Nil while the token answers and hsmd's sessions are logged in; else what is wrong.
+    public func readinessProblem() -> String? {
+        do {
+            let loggedIn = try withSession { try $0.isUserLoggedIn() }
+            return loggedIn ? nil : "the token's sessions are not logged in"
+        } catch {
+            return "the token does not answer: \(error)"
         }
     }
 }

@@ -67,9 +67,10 @@ public struct VaultAPI: Sendable {
             } catch let error as VaultError {
                 response = errorResponse(error, request)
             }
+            let key = request.parameters["name"]
             response.audit = AuditFacts(
-                operation: operation, action: action.qualifiedName, key: request.parameters["name"],
-                version: version(request))
+                operation: operation, action: action.qualifiedName, key: key, version: version(request),
+                keyType: key.flatMap { vault.keyType(of: $0)?.rawValue })
             return response
         }
     }

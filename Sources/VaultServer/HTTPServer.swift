@@ -17,6 +17,8 @@ public final class HTTPServer: Sendable {
         case unixSocket(path: String, group: gid_t?)
         /// TLS on host:port; each request proves its caller with a bearer token.
         case https(host: String, port: Int, tls: NIOSSLContext, authentication: BearerAuthentication)
+        /// Plain HTTP on a loopback address; each connection's caller is the uid owning its socket.
+        case loopback(host: String, port: Int)
     }
 
     public struct Configuration: Sendable {
@@ -81,6 +83,17 @@ public final class HTTPServer: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
                         try addHTTP(channel, .network(remote: channel.remoteAddress?.description ?? "unknown"), authentication)
+                    }
+                }
+                .bind(host: host, port: port)
+                .wait()
+        case let .loopback(host, port):
+            channel = try bootstrap
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let uid = try LoopbackPeer.uid(local: channel.localAddress, remote: channel.remoteAddress)
+                        try addHTTP(channel, .loopback(uid: uid), nil)
                     }
                 }
                 .bind(host: host, port: port)

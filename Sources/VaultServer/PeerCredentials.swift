@@ -32,6 +32,8 @@ extension AccessControl {
         switch request.caller {
         case .socket(let peer): principal(uid: peer.uid, gid: peer.gid, pid: peer.pid)
         case .network: request.tokenSubject.map(Principal.init(tokenSubject:))
+        // The table has no group or process: the uid's primary group stands for the group.
+        case .loopback(let uid): principal(uid: uid, gid: getpwuid(uid)?.pointee.pw_gid ?? UInt32.max, pid: 0)
         }
     }
 }

@@ -8,6 +8,8 @@ public enum Caller: Sendable, Equatable {
     case socket(PeerCredentials)
     /// HTTPS: the peer proves who it is with a bearer token on each request.
     case network(remote: String)
+    /// Plain HTTP on a loopback port: the kernel's socket table names the uid that owns the peer's socket.
+    case loopback(uid: UInt32)
 }
 
 /// One HTTP request as the routes see it: the whole body already read, and the id that the

@@ -40,6 +40,8 @@ struct Daemon {
     let authority: String
     let socketPath: String
     let maximumBodySize: Int
+    /// Host and port of the loopback listener that serves only health, readiness and metrics.
+    let metricsListener: (host: String, port: Int)?
     let version: String
     let metrics: PrometheusCollectorRegistry
     let logger: Logger
@@ -69,29 +71,33 @@ struct Daemon {
         shutdown.add { purger.stop() }
 
         let (identity, httpsListener) = try https.map { try httpsSetup($0, token: token, vault: vault) } ?? (nil, nil)
-        var router = Router()
         let listenerNames = ["unix:\(socketPath)"] + (https.map { ["https://\($0.host):\($0.port)"] } ?? [])
-        HealthRoute.add(to: &router, token: token, version: version, started: Date(), listeners: listenerNames, checks: [
+            + (metricsListener.map { ["http://\($0.host):\($0.port) (metrics)"] } ?? [])
+        var operational = Router()
+        HealthRoute.add(to: &operational, token: token, version: version, started: Date(), listeners: listenerNames, checks: [
             ReadinessCheck("token") { token.readinessProblem() },
             ReadinessCheck("metadata_store") { vault.storeProblem() },
             ReadinessCheck("audit_log") { auditLog.writabilityProblem() },
         ])
-        MetricsRoute.add(to: &router, vault: vault, access: accessControl) { [metrics] in metrics.emitToBuffer() }
+        MetricsRoute.add(to: &operational, vault: vault, access: accessControl) { [metrics] in metrics.emitToBuffer() }
+        var router = operational
         VaultAPI(vault: vault, access: accessControl, identity: identity, authority: authority, logger: logger).register(in: &router)
         let auditor = AuditLogRecorder(log: auditLog, access: accessControl)
-        var listeners: [HTTPServer.Listener] = [.unixSocket(path: socketPath, group: socketGroup)]
-        if let httpsListener { listeners.append(httpsListener) }
+        var listeners: [(HTTPServer.Listener, Router)] = [(.unixSocket(path: socketPath, group: socketGroup), router)]
+        if let httpsListener { listeners.append((httpsListener, router)) }
+        if let metricsListener { listeners.append((.loopback(host: metricsListener.host, port: metricsListener.port), operational)) }
         var servers: [HTTPServer] = []
         // Servers drain before the pools and the group go: registered last, they stop first.
         shutdown.add { servers.forEach { $0.shutdown() }; servers.removeAll() }
-        for listener in listeners {
+        for (listener, routes) in listeners {
             var configuration = HTTPServer.Configuration(listener: listener)
             configuration.maximumBodySize = maximumBodySize
             servers.append(try HTTPServer(
-                configuration: configuration, router: router, group: group, blockingPool: blockingPool, auditor: auditor, logger: logger))
+                configuration: configuration, router: routes, group: group, blockingPool: blockingPool, auditor: auditor, logger: logger))
         }
         logger.info("ready", metadata: [
             "socket": "\(socketPath)", "https": "\(https.map { "\($0.host):\($0.port)" } ?? "off")",
+            "metrics_port": "\(metricsListener.map { "\($0.host):\($0.port)" } ?? "off")",
             "state_dir": "\(directory.root.path)", "token": "\(token.tokenInfo.label)",
             "serial": "\(token.tokenInfo.serialNumber)", "key_versions": "\(token.keyCount)", "pid": "\(getpid())",
             "version": "\(version)", "admins": "\(access.initialAdministrators.joined(separator: ","))",

@@ -32,17 +32,23 @@ struct HSMD: ParsableCommand {
             """,
         version: version)
 
-    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Directory holding the token, its config and PINs, and the socket.", valueName: "DIR"))
-    var stateDirectory: String
+    @Option(help: ArgumentHelp("Configuration file (YAML) with any of the settings below, by their long names. Also $HSMD_CONFIG.", valueName: "PATH"))
+    var config: String?
+
+    @Flag(help: "Check the settings from every source, print the result and exit: 0 if valid, 64 if not. Starts nothing.")
+    var checkConfig = false
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Directory holding the token, its config and PINs, and the socket. Required.", valueName: "DIR"))
+    var stateDirectory: String?
 
     @Option(help: ArgumentHelp("Unix socket to serve on (default: DIR/hsmd.sock). Created with mode 0600.", valueName: "PATH"))
     var socket: String?
 
-    @Option(help: ArgumentHelp("PKCS#11 module to load.", valueName: "PATH"))
-    var module = TokenProvisioner.Options().modulePath
+    @Option(help: ArgumentHelp("PKCS#11 module to load (default: \(TokenProvisioner.Options().modulePath)).", valueName: "PATH"))
+    var module: String?
 
-    @Option(help: ArgumentHelp("Label of the token hsmd provisions (first start only).", valueName: "LABEL"))
-    var tokenLabel = TokenProvisioner.Options().tokenLabel
+    @Option(help: ArgumentHelp("Label of the token hsmd provisions, first start only (default: \(TokenProvisioner.Options().tokenLabel)).", valueName: "LABEL"))
+    var tokenLabel: String?
 
     @Option(help: ArgumentHelp("File holding the user PIN (mode 0600). Default: the PIN hsmd generated into DIR/pins.", valueName: "PATH"))
     var userPINFile: String?
@@ -57,7 +63,7 @@ struct HSMD: ParsableCommand {
     var soPINEnv: String?
 
     @Option(name: .customLong("admin"), help: ArgumentHelp(
-        "An initial administrator (uid:N, gid:N or a --principal name), holding Administrator, Crypto Officer and Crypto User at /. Repeatable. Default: hsmd's own uid and root.",
+        "An initial administrator (uid:N, gid:N or a --principal name), holding Administrator, Crypto Officer, Crypto User and Monitoring Reader at /. Repeatable. Default: hsmd's own uid and root.",
         valueName: "PRINCIPAL"))
     var admins: [String] = []
 
@@ -75,99 +81,117 @@ struct HSMD: ParsableCommand {
         valueName: "PORT"))
     var tlsPort: Int?
 
-    @Option(help: ArgumentHelp("Address the HTTPS listener binds to.", valueName: "ADDRESS"))
-    var tlsHost = "127.0.0.1"
+    @Option(help: ArgumentHelp("Address the HTTPS listener binds to (default: 127.0.0.1).", valueName: "ADDRESS"))
+    var tlsHost: String?
 
     @Option(help: ArgumentHelp("Another name the HTTPS certificate covers, besides localhost, 127.0.0.1 and ::1. Repeatable.", valueName: "NAME"))
     var tlsName: [String] = []
 
     @Option(help: ArgumentHelp("The tenant id the HTTPS bearer challenge names; SDK credentials must use the same.", valueName: "ID"))
-    var tenant = "00000000-0000-4000-8000-000000000001"
+    var tenant: String?
 
-    @Option(help: ArgumentHelp("Size at which the audit log rotates to a new file, in bytes.", valueName: "BYTES"))
-    var auditRotateBytes = 64 << 20
+    @Option(help: ArgumentHelp("Size at which the audit log rotates to a new file, in bytes (default: 64 MiB).", valueName: "BYTES"))
+    var auditRotateBytes: Int?
 
-    @Option(help: ArgumentHelp("Base URL that kids, recovery ids and next links are written on.", valueName: "URL"))
-    var authority = "https://localhost"
+    @Option(help: ArgumentHelp("Base URL that kids, recovery ids and next links are written on (default: https://localhost).", valueName: "URL"))
+    var authority: String?
 
-    @Option(help: ArgumentHelp("Days a deleted key stays recoverable, 7 to 90 (fixed at the first start).", valueName: "DAYS"))
+    @Option(help: ArgumentHelp("Days a deleted key stays recoverable, 7 to 90 (default 90; fixed at the first start).", valueName: "DAYS"))
     var retentionDays: Int?
 
-    @Flag(help: "Refuse purges of deleted keys until their retention ends (fixed at the first start).")
-    var purgeProtection = false
+    @Flag(inversion: .prefixedNo, help: "Refuse purges of deleted keys until their retention ends (fixed at the first start; default off).")
+    var purgeProtection: Bool?
 
-    @Option(help: ArgumentHelp("Largest request body accepted, in bytes; larger ones get 413.", valueName: "BYTES"))
-    var maxBodyBytes = 1 << 20
+    @Option(help: ArgumentHelp("Largest request body accepted, in bytes; larger ones get 413 (default: 1 MiB).", valueName: "BYTES"))
+    var maxBodyBytes: Int?
 
-    @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "LEVEL"))
-    var logLevel = "info"
+    @Option(help: ArgumentHelp("trace, debug, info (default), notice, warning, error or critical.", valueName: "LEVEL"))
+    var logLevel: String?
+
+    @Option(help: ArgumentHelp("Log lines as json (default) or logfmt, on stderr.", valueName: "FORMAT"))
+    var logFormat: String?
+
+    @Option(help: ArgumentHelp(
+        "Also serve GET /metrics on this loopback TCP port, for a Prometheus that cannot reach the socket. Callers need the Monitoring Reader role for their uid.",
+        valueName: "PORT"))
+    var metricsPort: Int?
+
+    @Option(help: ArgumentHelp("Loopback address of the metrics port (default: 127.0.0.1).", valueName: "ADDRESS"))
+    var metricsHost: String?
+
+    /// What the command line set, in the shape the other sources have.
+    private var flagSettings: [String: RawSetting] {
+        var settings: [String: RawSetting] = [:]
+        func put(_ name: String, _ value: (any CustomStringConvertible)?) {
+            if let value { settings[name] = RawSetting(value: .scalar(value.description), origin: "--\(name)") }
+        }
+        func put(_ name: String, _ values: [String]) {
+            if !values.isEmpty { settings[name] = RawSetting(value: .list(values), origin: "--\(name)") }
+        }
+        put("state-dir", stateDirectory); put("socket", socket); put("module", module); put("token-label", tokenLabel)
+        put("user-pin-file", userPINFile); put("user-pin-env", userPINEnv); put("so-pin-file", soPINFile); put("so-pin-env", soPINEnv)
+        put("admin", admins); put("principal", principals); put("socket-group", socketGroup)
+        put("tls-port", tlsPort); put("tls-host", tlsHost); put("tls-name", tlsName); put("tenant", tenant)
+        put("audit-rotate-bytes", auditRotateBytes); put("authority", authority); put("retention-days", retentionDays)
+        put("purge-protection", purgeProtection); put("max-body-bytes", maxBodyBytes); put("log-level", logLevel)
+        put("log-format", logFormat); put("metrics-port", metricsPort); put("metrics-host", metricsHost)
+        return settings
+    }
+
+    /// Flags, then the environment, then the file, then the defaults.
+    func resolvedSettings() throws -> Settings {
+        let environment = ProcessInfo.processInfo.environment
+        let file = try (config ?? environment["HSMD_CONFIG"]).map { try ConfigurationFile.read($0, known: Settings.kinds) } ?? [:]
+        return try Settings(sources: [flagSettings, EnvironmentSettings.read(environment, known: Settings.kinds), file])
+    }
 
     func validate() throws {
-        if userPINFile != nil && userPINEnv != nil {
-            throw ValidationError("name the user PIN once: --user-pin-file or --user-pin-env, not both")
-        }
-        if soPINFile != nil && soPINEnv != nil {
-            throw ValidationError("name the SO PIN once: --so-pin-file or --so-pin-env, not both")
-        }
-        if Logger.Level(rawValue: logLevel) == nil {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
-        }
-        if let retentionDays, !(7...90).contains(retentionDays) {
-            throw ValidationError("--retention-days must be 7 to 90")
-        }
-        if !(authority.hasPrefix("https://") || authority.hasPrefix("http://")) {
-            throw ValidationError("--authority must be a URL such as https://localhost")
-        }
-        for binding in principals where PrincipalBinding(binding) == nil {
-            throw ValidationError("--principal \(binding): expected NAME=uid:N or NAME=gid:N")
-        }
-        if socketGroup != nil && socket == nil {
-            throw ValidationError("--socket-group needs --socket PATH in a directory the group can traverse (the state directory is private)")
-        }
-        if let tlsPort, !(1...65535).contains(tlsPort) {
-            throw ValidationError("--tls-port must be 1 to 65535")
-        }
-        if !tenant.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }) || tenant.isEmpty {
-            throw ValidationError("--tenant must be letters, digits, '-' and '.' (a GUID is safest with azure-identity)")
-        }
-        if maxBodyBytes < 1024 {
-            throw ValidationError("--max-body-bytes must be at least 1024")
+        do {
+            _ = try resolvedSettings()
+        } catch let error as InvalidConfiguration {
+            throw ValidationError(error.description)
         }
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let settings = try resolvedSettings()
+        if checkConfig {
+            print(settings.summary)
+            return
+        }
         LoggingSystem.bootstrap { label in
-            var handler = JSONLogHandler(label: label)
-            handler.logLevel = level
+            var handler = StructuredLogHandler(label: label, format: settings.logFormat)
+            handler.logLevel = settings.logLevel
             return handler
         }
         let metrics = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory.hsmd(registry: metrics))
         var options = TokenProvisioner.Options()
-        options.modulePath = module
-        options.tokenLabel = tokenLabel
-        options.userPIN = userPINFile.map(PINSource.file) ?? userPINEnv.map(PINSource.environment)
-        options.soPIN = soPINFile.map(PINSource.file) ?? soPINEnv.map(PINSource.environment)
-        let directory = StateDirectory(path: stateDirectory)
-        let settings = (retentionDays != nil || purgeProtection)
-            ? VaultSettings(retentionDays: retentionDays ?? 90, purgeProtection: purgeProtection) : nil
+        options.modulePath = settings.module
+        options.tokenLabel = settings.tokenLabel
+        options.userPIN = settings.userPINFile.map(PINSource.file) ?? settings.userPINEnv.map(PINSource.environment)
+        options.soPIN = settings.soPINFile.map(PINSource.file) ?? settings.soPINEnv.map(PINSource.environment)
+        let directory = StateDirectory(path: settings.stateDirectory)
+        let vaultSettings = (settings.retentionDays != nil || settings.purgeProtection)
+            ? VaultSettings(retentionDays: settings.retentionDays ?? 90, purgeProtection: settings.purgeProtection) : nil
         var socketGroupID: gid_t?
-        if let socketGroup {
+        if let socketGroup = settings.socketGroup {
             guard let group = getgrnam(socketGroup) ?? UInt32(socketGroup).flatMap({ getgrgid($0) }) else {
-                throw ValidationError("--socket-group \(socketGroup): no such group")
+                throw ValidationError("socket-group \(socketGroup): no such group")
             }
             socketGroupID = group.pointee.gr_gid
         }
+        let admins = settings.admins
         let access = AccessOptions(
             initialAdministrators: admins.isEmpty ? (getuid() == 0 ? ["uid:0"] : ["uid:\(getuid())", "uid:0"]) : admins,
-            bindings: principals.compactMap(PrincipalBinding.init))
+            bindings: settings.principals.compactMap(PrincipalBinding.init))
         let daemon = Daemon(
-            directory: directory, provisioning: options, vaultSettings: settings, access: access,
-            https: tlsPort.map { HTTPSOptions(host: tlsHost, port: $0, extraNames: tlsName, tenant: tenant) },
-            socketGroup: socketGroupID, auditRotationSize: auditRotateBytes, authority: authority,
-            socketPath: socket ?? directory.defaultSocket.path, maximumBodySize: maxBodyBytes, version: Self.version,
-            metrics: metrics, logger: Logger(label: "hsmd"))
+            directory: directory, provisioning: options, vaultSettings: vaultSettings, access: access,
+            https: settings.tlsPort.map { HTTPSOptions(host: settings.tlsHost, port: $0, extraNames: settings.tlsNames, tenant: settings.tenant) },
+            socketGroup: socketGroupID, auditRotationSize: settings.auditRotateBytes, authority: settings.authority,
+            socketPath: settings.socket ?? directory.defaultSocket.path, maximumBodySize: settings.maxBodyBytes,
+            metricsListener: settings.metricsPort.map { (settings.metricsHost, $0) },
+            version: Self.version, metrics: metrics, logger: Logger(label: "hsmd"))
         do {
             try daemon.run()
         } catch {

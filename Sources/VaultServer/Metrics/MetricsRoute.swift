@@ -16,13 +16,15 @@ public enum MetricsRoute {
         router.add(.GET, "/metrics", servesWhileDegraded: true, .blocking { request in
             var response: Response
             if let principal = access.principal(request) {
-                do {
-                    try access.authorize(principal, .metricsRead, scope: RoleScope.root)
+                if access.isAllowed(principal, .metricsRead, scope: RoleScope.root) {
                     updateGauges(vault)
                     response = Response(status: .ok, body: exposition())
                     response.headers.add(name: "content-type", value: "text/plain; version=0.0.4; charset=utf-8")
-                } catch {
-                    response = .error(.forbidden, code: "Forbidden", message: "\(error)", innerCode: "ForbiddenByRbac")
+                } else {
+                    response = .error(
+                        .forbidden, code: "Forbidden",
+                        message: "Caller is not authorized to perform action on resource. Caller: \(principal.name), Action: '\(DataAction.metricsRead.qualifiedName)', Scope: '/'",
+                        innerCode: "ForbiddenByRbac")
                 }
             } else {
                 response = Response(status: .unauthorized)

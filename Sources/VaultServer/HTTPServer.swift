@@ -17,6 +17,9 @@ public final class HTTPServer: Sendable {
         case unixSocket(path: String, group: gid_t?)
         /// TLS on host:port; each request proves its caller with a bearer token.
         case https(host: String, port: Int, tls: NIOSSLContext, authentication: BearerAuthentication)
+        /// A listening Unix socket someone else made and bound (systemd socket activation): the same
+        /// as `unixSocket`, except that its file and mode belong to whoever made it.
+        case inheritedUnixSocket(descriptor: Int32)
         /// Plain HTTP on a loopback address; each connection's caller is the uid owning its socket.
         case loopback(host: String, port: Int)
     }
@@ -76,6 +79,13 @@ public final class HTTPServer: Sendable {
                     throw SocketFile.InUse(description: "cannot give the socket to group \(socketGroup): \(reason)")
                 }
             }
+        case let .inheritedUnixSocket(descriptor):
+            channel = try bootstrap
+                .childChannelInitializer { channel in
+                    PeerCredentials.read(from: channel).flatMapThrowing { peer in try addHTTP(channel, .socket(peer), nil) }
+                }
+                .withBoundSocket(descriptor)
+                .wait()
         case let .https(host, port, tls, authentication):
             channel = try bootstrap
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

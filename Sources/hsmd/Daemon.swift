@@ -39,6 +39,8 @@ struct Daemon {
     let auditRotationSize: Int
     let authority: String
     let socketPath: String
+    /// The listening socket systemd passed, which replaces the one at `socketPath`.
+    let activatedSocket: Int32?
     let maximumBodySize: Int
     /// Host and port of the loopback listener that serves only health, readiness and metrics.
     let metricsListener: (host: String, port: Int)?
@@ -83,7 +85,9 @@ struct Daemon {
         var router = operational
         VaultAPI(vault: vault, access: accessControl, identity: identity, authority: authority, logger: logger).register(in: &router)
         let auditor = AuditLogRecorder(log: auditLog, access: accessControl)
-        var listeners: [(HTTPServer.Listener, Router)] = [(.unixSocket(path: socketPath, group: socketGroup), router)]
+        let apiListener: HTTPServer.Listener = activatedSocket.map { .inheritedUnixSocket(descriptor: $0) }
+            ?? .unixSocket(path: socketPath, group: socketGroup)
+        var listeners: [(HTTPServer.Listener, Router)] = [(apiListener, router)]
         if let httpsListener { listeners.append((httpsListener, router)) }
         if let metricsListener { listeners.append((.loopback(host: metricsListener.host, port: metricsListener.port), operational)) }
         var servers: [HTTPServer] = []
@@ -96,7 +100,7 @@ struct Daemon {
                 configuration: configuration, router: routes, group: group, blockingPool: blockingPool, auditor: auditor, logger: logger))
         }
         logger.info("ready", metadata: [
-            "socket": "\(socketPath)", "https": "\(https.map { "\($0.host):\($0.port)" } ?? "off")",
+            "socket": "\(socketPath)\(activatedSocket == nil ? "" : " (from systemd)")", "https": "\(https.map { "\($0.host):\($0.port)" } ?? "off")",
             "metrics_port": "\(metricsListener.map { "\($0.host):\($0.port)" } ?? "off")",
             "state_dir": "\(directory.root.path)", "token": "\(token.tokenInfo.label)",
             "serial": "\(token.tokenInfo.serialNumber)", "key_versions": "\(token.keyCount)", "pid": "\(getpid())",
@@ -104,7 +108,10 @@ struct Daemon {
             "audit_log": "\(auditLog.currentFile.path)",
         ])
 
+        Systemd.notify("READY=1\nSTATUS=serving on \(socketPath)\nMAINPID=\(getpid())")
+
         let signal = stop.wait()
+        Systemd.notify("STOPPING=1")
         logger.info("stopping", metadata: ["signal": "\(signal)"])
         shutdown.run()
         logger.info("stopped")

@@ -182,6 +182,7 @@ struct HSMD: ParsableCommand {
             socketGroupID = group.pointee.gr_gid
         }
         let admins = settings.admins
+        let activated = try Systemd.activatedSocket()
         let access = AccessOptions(
             initialAdministrators: admins.isEmpty ? (getuid() == 0 ? ["uid:0"] : ["uid:\(getuid())", "uid:0"]) : admins,
             bindings: settings.principals.compactMap(PrincipalBinding.init))
@@ -189,7 +190,8 @@ struct HSMD: ParsableCommand {
             directory: directory, provisioning: options, vaultSettings: vaultSettings, access: access,
             https: settings.tlsPort.map { HTTPSOptions(host: settings.tlsHost, port: $0, extraNames: settings.tlsNames, tenant: settings.tenant) },
             socketGroup: socketGroupID, auditRotationSize: settings.auditRotateBytes, authority: settings.authority,
-            socketPath: settings.socket ?? directory.defaultSocket.path, maximumBodySize: settings.maxBodyBytes,
+            socketPath: activated?.path ?? settings.socket ?? directory.defaultSocket.path, activatedSocket: activated?.descriptor,
+            maximumBodySize: settings.maxBodyBytes,
             metricsListener: settings.metricsPort.map { (settings.metricsHost, $0) },
             version: Self.version, metrics: metrics, logger: Logger(label: "hsmd"))
         do {

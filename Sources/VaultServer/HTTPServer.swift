@@ -27,6 +27,12 @@ public final class HTTPServer: Sendable {
     public struct Configuration: Sendable {
         public var listener: Listener
         public var maximumBodySize = 1 << 20
+        /// The largest request head (request line and headers); a larger one gets 431.
+        public var maximumHeaderSize = 32 << 10
+        /// How long a client may take to send its next request in full; then 408, or a close when idle.
+        public var clientTimeout = TimeAmount.seconds(60)
+        /// Connection and queue limits, shared with the daemon's other listeners.
+        public var admission = Admission(maximumConnections: 512, maximumPendingRequests: 256)
 
         public init(listener: Listener) {
             self.listener = listener
@@ -45,6 +51,9 @@ public final class HTTPServer: Sendable {
     ) throws {
         let quiescing = ServerQuiescingHelper(group: group)
         let maximumBodySize = configuration.maximumBodySize
+        let maximumHeaderSize = configuration.maximumHeaderSize
+        let clientTimeout = configuration.clientTimeout
+        let admission = configuration.admission
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelInitializer { channel in
@@ -53,11 +62,18 @@ public final class HTTPServer: Sendable {
                 }
             }
         @Sendable func addHTTP(_ channel: any Channel, _ caller: Caller, _ authentication: BearerAuthentication?) throws {
-            try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+            var limits = NIOHTTPDecoderLimitConfiguration()
+            limits.maxHeaderListSize = maximumHeaderSize
+            limits.maxHeaderFieldSize = maximumHeaderSize
+            limits.maxHeaderFieldCount = 100
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                withErrorHandling: false, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
+            try channel.pipeline.syncOperations.addHandler(ProtocolErrorResponder(maximumHeaderBytes: maximumHeaderSize))
             try channel.pipeline.syncOperations.addHandler(
                 RequestHandler(
                     router: router, blockingPool: blockingPool, maximumBodySize: maximumBodySize, caller: caller,
-                    authentication: authentication, auditor: auditor, logger: logger))
+                    authentication: authentication, auditor: auditor, admission: admission, clientTimeout: clientTimeout,
+                    logger: logger))
         }
         switch configuration.listener {
         case let .unixSocket(path, socketGroup):

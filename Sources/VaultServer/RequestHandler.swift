@@ -7,6 +7,11 @@ import NIOPosix
 /// Reads one request at a time from a connection (the pipelining handler in front of it orders
 /// them), runs its route and audits it on the blocking pool (so the event loop never waits on the
 /// token or on an fsync), and writes the answer.
+///
+/// It also guards the daemon's capacity: a connection past the limit, or a request arriving while
+/// the pool's queue is full, is answered 503 with Retry-After at once; a client that does not
+/// finish sending its next request within the client timeout is answered 408 (mid-request) or
+/// disconnected (idle), so a client trickling bytes holds no more than a connection slot.
 final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -17,16 +22,24 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let caller: Caller
     private let authentication: BearerAuthentication?
     private let auditor: (any RequestAuditor)?
+    private let admission: Admission
+    private let clientTimeout: TimeAmount
     private let logger: Logger
 
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var bodyTooLarge = false
+    private var overCapacity = false
+    /// Armed while hsmd waits for the client's next request, from the connection's start or the last answer.
+    private var clientDeadline: Scheduled<Void>?
 
     init(
         router: Router, blockingPool: NIOThreadPool, maximumBodySize: Int, caller: Caller,
-        authentication: BearerAuthentication?, auditor: (any RequestAuditor)?, logger: Logger
+        authentication: BearerAuthentication?, auditor: (any RequestAuditor)?, admission: Admission,
+        clientTimeout: TimeAmount, logger: Logger
     ) {
+        self.admission = admission
+        self.clientTimeout = clientTimeout
         self.caller = caller
         self.authentication = authentication
         self.auditor = auditor
@@ -34,6 +47,41 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.blockingPool = blockingPool
         self.maximumBodySize = maximumBodySize
         self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        overCapacity = !admission.openConnection()
+        if overCapacity { RequestMetrics.rejectedCounter("too_many_connections").increment() }
+        armClientDeadline(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        admission.closeConnection()
+        clientDeadline?.cancel()
+    }
+
+    private func armClientDeadline(context: ChannelHandlerContext) {
+        clientDeadline?.cancel()
+        let onLoop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        clientDeadline = context.eventLoop.scheduleTask(in: clientTimeout) {
+            let (handler, context) = onLoop.value
+            handler.clientTimedOut(context: context)
+        }
+    }
+
+    /// Mid-request, the client hears why; between requests, an idle connection simply closes.
+    private func clientTimedOut(context: ChannelHandlerContext) {
+        RequestMetrics.rejectedCounter("client_timeout").increment()
+        guard head != nil else {
+            context.close(promise: nil)
+            return
+        }
+        head = nil
+        body = nil
+        let timeout = Response.error(
+            .requestTimeout, code: "RequestTimeout",
+            message: "the request did not arrive completely within \(clientTimeout.nanoseconds / 1_000_000_000) seconds")
+        writeDirectly(timeout, keepAlive: false, context: context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -55,7 +103,20 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .end:
             guard let head else { return }
             self.head = nil
-            respond(to: head, context: context)
+            clientDeadline?.cancel()
+            clientDeadline = nil
+            if overCapacity {
+                reject(.error(.serviceUnavailable, code: "TooManyConnections",
+                              message: "hsmd has \(admission.maximumConnections) connections open; retry shortly or reuse a connection"),
+                       context: context)
+            } else if !admission.admitRequest() {
+                RequestMetrics.rejectedCounter("saturated").increment()
+                reject(.error(.serviceUnavailable, code: "ServerBusy",
+                              message: "hsmd has \(admission.maximumPendingRequests) requests waiting; retry shortly"),
+                       context: context)
+            } else {
+                respond(to: head, context: context)
+            }
         }
     }
 
@@ -109,6 +170,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             let response = (try? result.get())
                 ?? .error(.serviceUnavailable, code: "ServiceUnavailable", message: "hsmd is shutting down")
             let (handler, context) = onLoop.value
+            handler.admission.finishRequest()
             handler.write(response, for: request, keepAlive: keepAlive, context: context)
             RequestMetrics.inFlight.decrement()
             RequestMetrics.record(
@@ -135,9 +197,29 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Turns a request away before it reaches the pool (so it is counted, not audited: the audit
+    /// log is behind the same pool), and closes the connection.
+    private func reject(_ response: Response, context: ChannelHandlerContext) {
+        body = nil
+        var response = response
+        response.headers.add(name: "retry-after", value: "1")
+        writeDirectly(response, keepAlive: false, context: context)
+    }
+
+    private func writeDirectly(_ response: Response, keepAlive: Bool, context: ChannelHandlerContext) {
+        var response = response
+        response.headers.add(name: "x-ms-request-id", value: UUID().uuidString.lowercased())
+        write(response, keepAlive: keepAlive, context: context)
+    }
+
     private func write(_ response: Response, for request: Request, keepAlive: Bool, context: ChannelHandlerContext) {
+        var response = response
+        response.headers.add(name: "x-ms-request-id", value: request.requestID)
+        write(response, keepAlive: keepAlive, context: context)
+    }
+
+    private func write(_ response: Response, keepAlive: Bool, context: ChannelHandlerContext) {
         var headers = response.headers
-        headers.add(name: "x-ms-request-id", value: request.requestID)
         headers.add(name: "content-length", value: "\(response.body.count)")
         if !response.body.isEmpty && !headers.contains(name: "content-type") {
             headers.add(name: "content-type", value: "application/json; charset=utf-8")
@@ -149,7 +231,9 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))), promise: nil)
         }
         let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive {
+        if keepAlive {
+            armClientDeadline(context: context)
+        } else {
             let channel = context.channel
             written.whenComplete { _ in channel.close(promise: nil) }
         }

@@ -28,6 +28,15 @@ struct HTTPSOptions {
     }
 }
 
+/// What protects the daemon from its callers: sizes, connection and queue limits, the client timeout.
+struct ServerLimits {
+    let maximumBodySize: Int
+    let maximumHeaderSize: Int
+    let maximumConnections: Int
+    let maximumPendingRequests: Int
+    let clientTimeoutSeconds: Int
+}
+
 /// The daemon's life: open the token, serve, and on SIGTERM or SIGINT drain and close in order.
 struct Daemon {
     let directory: StateDirectory
@@ -41,7 +50,7 @@ struct Daemon {
     let socketPath: String
     /// The listening socket systemd passed, which replaces the one at `socketPath`.
     let activatedSocket: Int32?
-    let maximumBodySize: Int
+    let limits: ServerLimits
     /// Host and port of the loopback listener that serves only health, readiness and metrics.
     let metricsListener: (host: String, port: Int)?
     let version: String
@@ -90,12 +99,16 @@ struct Daemon {
         var listeners: [(HTTPServer.Listener, Router)] = [(apiListener, router)]
         if let httpsListener { listeners.append((httpsListener, router)) }
         if let metricsListener { listeners.append((.loopback(host: metricsListener.host, port: metricsListener.port), operational)) }
+        let admission = Admission(maximumConnections: limits.maximumConnections, maximumPendingRequests: limits.maximumPendingRequests)
         var servers: [HTTPServer] = []
         // Servers drain before the pools and the group go: registered last, they stop first.
         shutdown.add { servers.forEach { $0.shutdown() }; servers.removeAll() }
         for (listener, routes) in listeners {
             var configuration = HTTPServer.Configuration(listener: listener)
-            configuration.maximumBodySize = maximumBodySize
+            configuration.maximumBodySize = limits.maximumBodySize
+            configuration.maximumHeaderSize = limits.maximumHeaderSize
+            configuration.clientTimeout = .seconds(Int64(limits.clientTimeoutSeconds))
+            configuration.admission = admission
             servers.append(try HTTPServer(
                 configuration: configuration, router: routes, group: group, blockingPool: blockingPool, auditor: auditor, logger: logger))
         }

@@ -119,6 +119,20 @@ struct HSMD: ParsableCommand {
     @Option(help: ArgumentHelp("Loopback address of the metrics port (default: 127.0.0.1).", valueName: "ADDRESS"))
     var metricsHost: String?
 
+    @Option(help: ArgumentHelp("Largest request head (request line and headers), in bytes; larger ones get 431 (default: 32 KiB).", valueName: "BYTES"))
+    var maxHeaderBytes: Int?
+
+    @Option(help: ArgumentHelp("Connections open at once, over all listeners; more are answered 503 and closed (default: 512).", valueName: "N"))
+    var maxConnections: Int?
+
+    @Option(help: ArgumentHelp("Requests waiting for or running on the worker pool; more are answered 503 with Retry-After (default: 256).", valueName: "N"))
+    var maxPendingRequests: Int?
+
+    @Option(help: ArgumentHelp(
+        "Time a client has to send its next request in full; then 408 mid-request, or the idle connection closes (default: 60).",
+        valueName: "SECONDS"))
+    var clientTimeoutSeconds: Int?
+
     /// What the command line set, in the shape the other sources have.
     private var flagSettings: [String: RawSetting] {
         var settings: [String: RawSetting] = [:]
@@ -135,6 +149,8 @@ struct HSMD: ParsableCommand {
         put("audit-rotate-bytes", auditRotateBytes); put("authority", authority); put("retention-days", retentionDays)
         put("purge-protection", purgeProtection); put("max-body-bytes", maxBodyBytes); put("log-level", logLevel)
         put("log-format", logFormat); put("metrics-port", metricsPort); put("metrics-host", metricsHost)
+        put("max-header-bytes", maxHeaderBytes); put("max-connections", maxConnections)
+        put("max-pending-requests", maxPendingRequests); put("client-timeout-seconds", clientTimeoutSeconds)
         return settings
     }
 
@@ -191,7 +207,10 @@ struct HSMD: ParsableCommand {
             https: settings.tlsPort.map { HTTPSOptions(host: settings.tlsHost, port: $0, extraNames: settings.tlsNames, tenant: settings.tenant) },
             socketGroup: socketGroupID, auditRotationSize: settings.auditRotateBytes, authority: settings.authority,
             socketPath: activated?.path ?? settings.socket ?? directory.defaultSocket.path, activatedSocket: activated?.descriptor,
-            maximumBodySize: settings.maxBodyBytes,
+            limits: ServerLimits(
+                maximumBodySize: settings.maxBodyBytes, maximumHeaderSize: settings.maxHeaderBytes,
+                maximumConnections: settings.maxConnections, maximumPendingRequests: settings.maxPendingRequests,
+                clientTimeoutSeconds: settings.clientTimeoutSeconds),
             metricsListener: settings.metricsPort.map { (settings.metricsHost, $0) },
             version: Self.version, metrics: metrics, logger: Logger(label: "hsmd"))
         do {

@@ -15,7 +15,7 @@ enum RequestMetrics {
             .recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
     }
 
-    static let rejectionReasons = ["saturated", "too_many_connections", "audit_unavailable"]
+    static let rejectionReasons = ["saturated", "too_many_connections", "audit_unavailable", "malformed", "client_timeout"]
 
     /// Requests turned away before a route ran, by reason (one of `rejectionReasons`).
     static func rejectedCounter(_ reason: String) -> Counter {

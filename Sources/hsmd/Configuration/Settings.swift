@@ -13,6 +13,8 @@ struct Settings {
         "audit-rotate-bytes": .integer, "authority": .string, "retention-days": .integer, "purge-protection": .boolean,
         "max-body-bytes": .integer, "log-level": .string, "log-format": .string,
         "metrics-port": .integer, "metrics-host": .string,
+        "max-header-bytes": .integer, "max-connections": .integer, "max-pending-requests": .integer,
+        "client-timeout-seconds": .integer,
     ]
 
     var stateDirectory: String
@@ -39,6 +41,10 @@ struct Settings {
     var logFormat = LogFormat.json
     var metricsPort: Int?
     var metricsHost = "127.0.0.1"
+    var maxHeaderBytes = 32 << 10
+    var maxConnections = 512
+    var maxPendingRequests = 256
+    var clientTimeoutSeconds = 60
     /// Where each setting that is not a default came from.
     private(set) var origins: [String: String] = [:]
 
@@ -79,6 +85,10 @@ struct Settings {
         logFormat = try values.choice("log-format", LogFormat.allCases) ?? logFormat
         metricsPort = try values.integer("metrics-port", in: 1...65535)
         metricsHost = try values.string("metrics-host") ?? metricsHost
+        maxHeaderBytes = try values.integer("max-header-bytes", in: 1024...(1 << 20)) ?? maxHeaderBytes
+        maxConnections = try values.integer("max-connections", in: 1...100_000) ?? maxConnections
+        maxPendingRequests = try values.integer("max-pending-requests", in: 1...100_000) ?? maxPendingRequests
+        clientTimeoutSeconds = try values.integer("client-timeout-seconds", in: 1...3600) ?? clientTimeoutSeconds
         try checkCombinations(values)
     }
 
@@ -95,6 +105,8 @@ struct Settings {
             ("retention-days", retentionDays.map(String.init)), ("purge-protection", "\(purgeProtection)"),
             ("max-body-bytes", "\(maxBodyBytes)"), ("log-level", logLevel.rawValue), ("log-format", logFormat.rawValue),
             ("metrics-port", metricsPort.map(String.init)), ("metrics-host", metricsHost),
+            ("max-header-bytes", "\(maxHeaderBytes)"), ("max-connections", "\(maxConnections)"),
+            ("max-pending-requests", "\(maxPendingRequests)"), ("client-timeout-seconds", "\(clientTimeoutSeconds)"),
         ]
         let lines = values.map { name, value in
             "\(name): \(value ?? "~")".padding(toLength: 44, withPad: " ", startingAt: 0) + " # \(origins[name] ?? "default")"

@@ -1,0 +1,52 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// Answers bytes that are not HTTP/1.1 with Azure's error shape instead of a bare 400, then lets
+/// the decoder close the connection: 431 when the head is larger than the server accepts, 400
+/// otherwise. Stands where NIO's HTTPServerProtocolErrorHandler would, after the pipelining handler.
+final class ProtocolErrorResponder: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let maximumHeaderBytes: Int
+    private var responseUnderway = false
+
+    init(maximumHeaderBytes: Int) {
+        self.maximumHeaderBytes = maximumHeaderBytes
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parserError = error as? HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        // A response already begun cannot be replaced; the connection just closes.
+        if !responseUnderway {
+            let response: Response = parserError == .headerOverflow
+                ? .error(.requestHeaderFieldsTooLarge, code: "RequestHeaderFieldsTooLarge",
+                         message: "the request's headers exceed the limit of \(maximumHeaderBytes) bytes")
+                : .error(.badRequest, code: "BadRequest", message: "the request is not valid HTTP/1.1 (\(parserError))")
+            RequestMetrics.rejectedCounter("malformed").increment()
+            var headers = HTTPHeaders([("connection", "close"), ("content-type", "application/json; charset=utf-8")])
+            headers.add(name: "content-length", value: "\(response.body.count)")
+            headers.add(name: "x-ms-request-id", value: UUID().uuidString.lowercased())
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+        context.fireErrorCaught(error)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        // hsmd sends no informational (1xx) responses, so every head starts a real one.
+        case .head: responseUnderway = true
+        case .end: responseUnderway = false
+        default: break
+        }
+        context.write(data, promise: promise)
+    }
+}

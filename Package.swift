@@ -25,6 +25,8 @@ let package = Package(
     targets: [
         // Layer 0: the system's pkcs11.h and dlopen, nothing else.
         .systemLibrary(name: "CPKCS11", path: "Include/CPKCS11"),
+        // prctl for the daemon's process hardening (variadic in C, so Swift needs a wrapper).
+        .systemLibrary(name: "CProcessHardening", path: "Include/CProcessHardening"),
         // Layer 1: a typed PKCS#11 wrapper; no C pointer escapes it.
         .target(name: "PKCS11", dependencies: ["CPKCS11"]),
         // Layer 2: the vault core: provisioning, hsmd's keys in the token, Azure algorithms.
@@ -71,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "hsmd",
             dependencies: [
-                "Vault", "VaultServer", "Audit",
+                "Vault", "VaultServer", "Audit", "CProcessHardening",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -5,6 +5,7 @@ import Prometheus
 import NIOCore
 import NIOPosix
 import Audit
+import CProcessHardening
 import Vault
 import VaultServer
 
@@ -60,8 +61,13 @@ struct Daemon {
     func run() throws {
         // Everything hsmd creates (socket, PIN files, token files) is for its own user only.
         umask(0o077)
+        // Key material passes through this process's memory: no core file may hold it, and no
+        // other process of the same user may read it through ptrace or /proc/PID/mem.
         var noCoreDumps = rlimit(rlim_cur: 0, rlim_max: 0)
         setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCoreDumps)
+        if hsmd_disable_dumping() != 0 {
+            logger.warning("cannot mark hsmd non-dumpable", metadata: ["error": "\(String(cString: strerror(errno)))"])
+        }
         let stop = SignalWaiter(signals: [SIGTERM, SIGINT])
         let shutdown = ShutdownSequence()
         defer { shutdown.run() }

@@ -2,8 +2,8 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// Answers bytes that are not HTTP/1.1 with Azure's error shape instead of a bare 400, then lets
-/// the decoder close the connection: 431 when the head is larger than the server accepts, 400
+/// Answers bytes that are not HTTP/1.1 with Azure's error shape instead of a bare 400, then
+/// closes the connection: 431 when the head is larger than the server accepts, 400
 /// otherwise. Stands where NIO's HTTPServerProtocolErrorHandler would, after the pipelining handler.
 final class ProtocolErrorResponder: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
@@ -38,6 +38,8 @@ final class ProtocolErrorResponder: ChannelDuplexHandler, RemovableChannelHandle
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
         context.fireErrorCaught(error)
+        // The decoder reads nothing more from this connection: close it once the answer is out.
+        context.close(promise: nil)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

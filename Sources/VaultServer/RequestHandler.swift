@@ -69,8 +69,19 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// A request that could not be parsed was answered by ProtocolErrorResponder, and the connection
+    /// is closing: nothing more may be written for it.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        head = nil
+        body = nil
+        clientDeadline?.cancel()
+        clientDeadline = nil
+        context.fireErrorCaught(error)
+    }
+
     /// Mid-request, the client hears why; between requests, an idle connection simply closes.
     private func clientTimedOut(context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
         RequestMetrics.rejectedCounter("client_timeout").increment()
         guard head != nil else {
             context.close(promise: nil)

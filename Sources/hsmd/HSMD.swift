@@ -50,6 +50,10 @@ struct HSMD: ParsableCommand {
     @Option(help: ArgumentHelp("Label of the token hsmd provisions, first start only (default: \(TokenProvisioner.Options().tokenLabel)).", valueName: "LABEL"))
     var tokenLabel: String?
 
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "First start only: use the token labelled --token-label that the module already has (SoftHSM2: the one $SOFTHSM2_CONF names) instead of provisioning one. Needs its user PIN; with its SO PIN hsmd adds a domain key for backups."))
+    var existingToken: Bool?
+
     @Option(help: ArgumentHelp("File holding the user PIN (mode 0600). Default: the PIN hsmd generated into DIR/pins.", valueName: "PATH"))
     var userPINFile: String?
 
@@ -151,6 +155,7 @@ struct HSMD: ParsableCommand {
         put("log-format", logFormat); put("metrics-port", metricsPort); put("metrics-host", metricsHost)
         put("max-header-bytes", maxHeaderBytes); put("max-connections", maxConnections)
         put("max-pending-requests", maxPendingRequests); put("client-timeout-seconds", clientTimeoutSeconds)
+        put("existing-token", existingToken)
         return settings
     }
 
@@ -185,6 +190,7 @@ struct HSMD: ParsableCommand {
         var options = TokenProvisioner.Options()
         options.modulePath = settings.module
         options.tokenLabel = settings.tokenLabel
+        options.existingToken = settings.existingToken
         options.userPIN = settings.userPINFile.map(PINSource.file) ?? settings.userPINEnv.map(PINSource.environment)
         options.soPIN = settings.soPINFile.map(PINSource.file) ?? settings.soPINEnv.map(PINSource.environment)
         let directory = StateDirectory(path: settings.stateDirectory)

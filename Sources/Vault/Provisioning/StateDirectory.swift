@@ -43,4 +43,7 @@ public struct TokenManifest: Codable, Sendable {
     /// Whether hsmd generated the PINs into `pins/` (else the operator supplies them each start).
     public var generatedPINs: Bool
     public var domainKeyLabel: String
+    /// Set when hsmd was started on a token it did not provision: the SoftHSM2 config that names that
+    /// token's directory, kept so every later start opens the same token. Nil: the state directory's own.
+    public var existingTokenConfig: String?
 }

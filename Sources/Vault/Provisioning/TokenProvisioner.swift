@@ -13,13 +13,16 @@ public struct TokenProvisioner: Sendable {
         /// Operator-supplied PINs; when nil, hsmd generates them into the state directory.
         public var userPIN: PINSource?
         public var soPIN: PINSource?
+        /// Use the token labelled `tokenLabel` that the module already has (its SoftHSM2 config from
+        /// `SOFTHSM2_CONF`), instead of provisioning one. First start only; needs the user PIN.
+        public var existingToken = false
 
         public init() {}
     }
 
     public let directory: StateDirectory
     public let options: Options
-    private let logger: Logger
+    let logger: Logger
 
     public init(directory: StateDirectory, options: Options, logger: Logger) {
         self.directory = directory
@@ -33,13 +36,19 @@ public struct TokenProvisioner: Sendable {
         try createRoot()
         let lock = try StateLock.acquire(directory)
         let manifest = try prepareManifest()
-        setenv("SOFTHSM2_CONF", directory.softHSMConfig.path, 1)
+        setenv("SOFTHSM2_CONF", manifest.existingTokenConfig ?? directory.softHSMConfig.path, 1)
         let module = try PKCS11Module(path: options.modulePath)
         try module.initialize()
         do {
             guard let slot = try module.slot(withTokenLabel: manifest.label) else {
                 throw ProvisioningError.token(
-                    "the token '\(manifest.label)' recorded in \(directory.manifest.path) is missing from \(directory.tokenDirectory.path); the token data was removed or damaged — restore it from a backup of the state directory")
+                    "the token '\(manifest.label)' recorded in \(directory.manifest.path) is missing from \(manifest.existingTokenConfig ?? directory.tokenDirectory.path); the token data was removed or damaged — restore it from a backup")
+            }
+            // A label can be reused by a new token; the serial cannot. Never serve another token's keys under this vault's metadata.
+            let serial = try module.tokenInfo(slot: slot).serialNumber
+            guard serial == manifest.serialNumber else {
+                throw ProvisioningError.token(
+                    "the token labelled '\(manifest.label)' has serial \(serial), but this state directory belongs to serial \(manifest.serialNumber); refusing to mix two tokens")
             }
             var userPIN = try resolvedPIN(options.userPIN, generated: directory.userPINFile, manifest: manifest, role: "user")
             defer { userPIN.zeroize() }
@@ -75,7 +84,7 @@ public struct TokenProvisioner: Sendable {
                     "\(directory.root.path) is not empty and holds no hsmd token (no token.json); refusing to use it. Found: \((foreign + ownButIncomplete).sorted().joined(separator: ", ")). Choose an empty or new --state-dir.")
             }
         }
-        return try provision()
+        return try options.existingToken ? takeExistingToken() : provision()
     }
 
     private func readManifest() throws -> TokenManifest {
@@ -187,7 +196,7 @@ public struct TokenProvisioner: Sendable {
     }
 
     /// Written through a temporary file and a rename, so a crash leaves either no manifest or a whole one.
-    private func writeManifest(_ manifest: TokenManifest) throws {
+    func writeManifest(_ manifest: TokenManifest) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.dateEncodingStrategy = .iso8601

@@ -14,7 +14,7 @@ struct Settings {
         "max-body-bytes": .integer, "log-level": .string, "log-format": .string,
         "metrics-port": .integer, "metrics-host": .string,
         "max-header-bytes": .integer, "max-connections": .integer, "max-pending-requests": .integer,
-        "client-timeout-seconds": .integer,
+        "client-timeout-seconds": .integer, "existing-token": .boolean,
     ]
 
     var stateDirectory: String
@@ -45,6 +45,7 @@ struct Settings {
     var maxConnections = 512
     var maxPendingRequests = 256
     var clientTimeoutSeconds = 60
+    var existingToken = false
     /// Where each setting that is not a default came from.
     private(set) var origins: [String: String] = [:]
 
@@ -89,6 +90,7 @@ struct Settings {
         maxConnections = try values.integer("max-connections", in: 1...100_000) ?? maxConnections
         maxPendingRequests = try values.integer("max-pending-requests", in: 1...100_000) ?? maxPendingRequests
         clientTimeoutSeconds = try values.integer("client-timeout-seconds", in: 1...3600) ?? clientTimeoutSeconds
+        existingToken = try values.boolean("existing-token") ?? existingToken
         try checkCombinations(values)
     }
 
@@ -107,6 +109,7 @@ struct Settings {
             ("metrics-port", metricsPort.map(String.init)), ("metrics-host", metricsHost),
             ("max-header-bytes", "\(maxHeaderBytes)"), ("max-connections", "\(maxConnections)"),
             ("max-pending-requests", "\(maxPendingRequests)"), ("client-timeout-seconds", "\(clientTimeoutSeconds)"),
+            ("existing-token", "\(existingToken)"),
         ]
         let lines = values.map { name, value in
             "\(name): \(value ?? "~")".padding(toLength: 44, withPad: " ", startingAt: 0) + " # \(origins[name] ?? "default")"
@@ -117,16 +120,19 @@ struct Settings {
     private func checkCombinations(_ values: SettingValues) throws {
         func fail(_ message: String) -> InvalidConfiguration { InvalidConfiguration(description: message) }
         if userPINFile != nil && userPINEnv != nil {
-            throw fail("name the user PIN once: user-pin-file or user-pin-env, not both")
+            throw fail("name the user PIN once: \(values.origin("user-pin-file")) or \(values.origin("user-pin-env")), not both")
         }
         if soPINFile != nil && soPINEnv != nil {
-            throw fail("name the SO PIN once: so-pin-file or so-pin-env, not both")
+            throw fail("name the SO PIN once: \(values.origin("so-pin-file")) or \(values.origin("so-pin-env")), not both")
         }
         if !(authority.hasPrefix("https://") || authority.hasPrefix("http://")) {
             throw fail("authority (\(values.origin("authority"))) must be a URL such as https://localhost")
         }
         for binding in principals where PrincipalBinding(binding) == nil {
             throw fail("principal \(binding) (\(values.origin("principal"))): expected NAME=uid:N or NAME=gid:N")
+        }
+        if existingToken && userPINFile == nil && userPINEnv == nil {
+            throw fail("existing-token needs the token's user PIN: user-pin-file or user-pin-env")
         }
         if socketGroup != nil && socket == nil {
             throw fail("socket-group needs socket PATH in a directory the group can traverse (the state directory is private)")

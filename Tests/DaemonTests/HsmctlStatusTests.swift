@@ -12,7 +12,7 @@ final class HsmctlStatusTests: HsmctlTestCase {
         XCTAssertTrue(table.text.contains("\nyou           uid:\(getuid()) (gid:\(getgid()), uid:\(getuid()))\n"), table.text)
         XCTAssertNotNil(table.text.range(of: "\ntoken         hsmd \\(serial [0-9a-f]+, slot [0-9]+\\)\n", options: .regularExpression), table.text)
         XCTAssertTrue(table.text.contains("\nROLE "), table.text)
-        for role in ["Managed HSM Administrator", "Managed HSM Crypto Officer", "Managed HSM Crypto User"] {
+        for role in ["Managed HSM Administrator", "Managed HSM Crypto Officer", "Managed HSM Crypto User", "hsmd Monitoring Reader"] {
             XCTAssertNotNil(table.text.range(of: "\n\(role) +/ +uid:\(getuid())\n", options: .regularExpression), "\(role): \(table.text)")
         }
 
@@ -21,7 +21,7 @@ final class HsmctlStatusTests: HsmctlTestCase {
         XCTAssertEqual(json["listeners"] as? [String], ["unix:\(socket)"])
         let whoami = try XCTUnwrap(json["whoami"] as? [String: Any])
         XCTAssertEqual(whoami["principal"] as? String, "uid:\(getuid())")
-        XCTAssertEqual((whoami["roles"] as? [Any])?.count, 3)
+        XCTAssertEqual((whoami["roles"] as? [Any])?.count, 4)
     }
 }
 

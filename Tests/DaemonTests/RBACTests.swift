@@ -100,6 +100,7 @@ final class RBACTests: XCTestCase {
             ("keys/deletedKeys/read/action", "/keys/k1", ["method": "GET", "path": "/deletedkeys/k1?\(Self.api)"]),
             ("keys/deletedKeys/recover/action", "/keys/k1", ["method": "POST", "path": "/deletedkeys/k1/recover?\(Self.api)"]),
             ("keys/deletedKeys/delete", "/keys/k1", ["method": "DELETE", "path": "/deletedkeys/k1?\(Self.api)"]),
+            ("hsmd/metrics/read/action", "/", ["method": "GET", "path": "/metrics"]),
         ]
     }
 
@@ -112,7 +113,7 @@ final class RBACTests: XCTestCase {
         let builtIns = (definitions?["value"] as? [[String: Any]] ?? []).filter {
             ($0["properties"] as? [String: Any])?["type"] as? String == "AKVBuiltInRole"
         }
-        XCTAssertEqual(builtIns.count, 9)
+        XCTAssertEqual(builtIns.count, 10, "Managed HSM's nine and hsmd Monitoring Reader")
         var checked = 0
         for role in builtIns {
             let properties = role["properties"] as! [String: Any]
@@ -142,7 +143,7 @@ final class RBACTests: XCTestCase {
                 try removeAssignments(of: "tester")
             }
         }
-        XCTAssertEqual(checked, 9 * 2 * operations(version: "v").count)
+        XCTAssertEqual(checked, 10 * 2 * operations(version: "v").count)
     }
 
     func testNoAssignmentMeansNothingAndAKeyScopeMeansThatKeyOnly() throws {
@@ -182,7 +183,7 @@ final class RBACTests: XCTestCase {
         XCTAssertEqual(attributes[.groupOwnerAccountID] as? Int, 65534)
         let list = try JSONSerialization.jsonObject(with: Data(try admin("GET", "/providers/Microsoft.Authorization/roleAssignments?$filter=atScope()").body)) as? [String: Any]
         let initial = (list?["value"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
-        XCTAssertEqual(initial.count, 3, "Administrator, Crypto Officer and Crypto User for root (hsmd's own uid here)")
+        XCTAssertEqual(initial.count, 4, "Administrator, Crypto Officer, Crypto User and Monitoring Reader for root (hsmd's own uid here)")
         XCTAssertEqual(try admin("DELETE", "/providers/Microsoft.Authorization/roleAssignments/\(initial[0])").status, 400)
     }
 }

@@ -3,6 +3,7 @@ import os
 import time
 
 import pytest
+from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import hsmdtest as h
@@ -258,6 +259,21 @@ def test_list_versions_versioned_in_order(client, name):
     assert [item["tags"] for item in listed] == [{"n": "0"}, {"n": "1"}, {"n": "2"}]
     assert all("key" not in item for item in listed)
     assert [item["kid"] for item in h.items(client.pages(f"/keys/{name}/versions"))] == [item["kid"] for item in listed]
+
+
+def test_paging_is_by_name_so_keys_created_or_deleted_between_pages_neither_skip_nor_repeat_others(foreign_hsmd):
+    client = foreign_hsmd.client
+    for name in ("pg-b", "pg-d", "pg-f", "pg-h"):
+        client.create_key(name, {"kty": "EC-HSM", "crv": "P-256"})
+    first = ok(client.get("/keys?maxresults=2"))
+    assert [h.kid_parts(item["kid"])[0] for item in first["value"]] == ["pg-b", "pg-d"]
+    # Between the pages: a key before the cursor appears, one already listed goes, one after it appears.
+    client.create_key("pg-a", {"kty": "EC-HSM", "crv": "P-256"})
+    ok(client.delete("/keys/pg-b"))
+    client.create_key("pg-g", {"kty": "EC-HSM", "crv": "P-256"})
+    link = urlsplit(first["nextLink"])
+    rest = client.pages(f"{link.path}?{link.query}", api=None)
+    assert [h.kid_parts(item["kid"])[0] for item in h.items(rest)] == ["pg-f", "pg-g", "pg-h"]
 
 
 @pytest.mark.parametrize("query", ["maxresults=0", "maxresults=26", "maxresults=abc", "maxresults=-1",

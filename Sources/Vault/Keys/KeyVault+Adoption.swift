@@ -8,7 +8,7 @@ extension KeyVault {
     /// Token objects that are not versions of hsmd's keys.
     public func unmanagedObjects() throws(VaultError) -> [TokenObject] {
         let managed = records.withLock { records in
-            Set(records.values.flatMap { record in record.versions.map { tokenID(record, $0) } })
+            Set(records.records.flatMap { record in record.versions.map { tokenID(record, $0) } })
         }
         return try inVault { try token.unmanagedObjects(excluding: managed) }
     }

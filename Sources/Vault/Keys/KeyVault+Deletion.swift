@@ -17,11 +17,10 @@ extension KeyVault {
         return KeyBundle(name: record.name, version: record.latest!, deletion: record.deletion)
     }
 
-    public func listDeletedKeys(maxResults: Int, after token: String?) -> Page<KeyBundle> {
-        let deleted = records.withLock { $0.values.filter { $0.deletion != nil && !$0.versions.isEmpty } }
-        return Self.page(deleted.sorted { $0.name.lowercased() < $1.name.lowercased() }, maxResults: maxResults, after: token) {
-            KeyBundle(name: $0.name, version: $0.latest!, deletion: $0.deletion)
-        }
+    public func listDeletedKeys(maxResults: Int, after token: String?) throws(VaultError) -> Page<KeyBundle> {
+        let after = try KeyTable.name(fromPageToken: token)
+        let (deleted, next) = records.withLock { $0.page(after: after, limit: maxResults) { $0.deletion != nil && !$0.versions.isEmpty } }
+        return Page(items: deleted.map { KeyBundle(name: $0.name, version: $0.latest!, deletion: $0.deletion) }, nextToken: next)
     }
 
     /// Brings a deleted key back with every version.
@@ -51,7 +50,7 @@ extension KeyVault {
     /// Purges every deleted key whose scheduled purge date has passed; returns how many.
     @discardableResult
     public func purgeExpiredKeys() -> Int {
-        let due = records.withLock { $0.values.filter { ($0.deletion?.scheduledPurgeDate ?? .max) <= now() } }
+        let due = records.withLock { $0.records.filter { ($0.deletion?.scheduledPurgeDate ?? .max) <= now() } }
         var purged = 0
         for record in due {
             do {

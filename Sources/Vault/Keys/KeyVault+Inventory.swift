@@ -28,7 +28,7 @@ extension KeyVault {
         let now = now()
         var keys: [[String]: Int] = [:]
         var versions: [[String]: Int] = [:]
-        for record in records.withLock({ Array($0.values) }) {
+        for record in records.withLock({ Array($0.records) }) {
             guard let latest = record.latest else { continue }
             let state = record.deletion == nil ? "active" : "deleted"
             keys[[state, latest.type.rawValue], default: 0] += 1

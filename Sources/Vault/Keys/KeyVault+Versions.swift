@@ -93,22 +93,23 @@ extension KeyVault {
     }
 
     /// Keys by name, each as its current version.
-    public func listKeys(maxResults: Int, after token: String?) -> Page<KeyBundle> {
-        let keys = records.withLock { $0.values.filter { $0.deletion == nil && !$0.versions.isEmpty } }
-        return Self.page(keys.sorted { $0.name.lowercased() < $1.name.lowercased() }, maxResults: maxResults, after: token) {
-            KeyBundle(name: $0.name, version: $0.latest!, deletion: nil)
-        }
+    public func listKeys(maxResults: Int, after token: String?) throws(VaultError) -> Page<KeyBundle> {
+        let after = try KeyTable.name(fromPageToken: token)
+        let (keys, next) = records.withLock { $0.page(after: after, limit: maxResults) { $0.deletion == nil && !$0.versions.isEmpty } }
+        return Page(items: keys.map { KeyBundle(name: $0.name, version: $0.latest!, deletion: nil) }, nextToken: next)
     }
 
     /// A key's versions in creation order.
     public func listVersions(_ name: String, maxResults: Int, after token: String?) throws(VaultError) -> Page<KeyBundle> {
         let record = try activeRecord(name)
+        if let token, Int(token) == nil { throw .badParameter("$skiptoken is not one hsmd issued: follow nextLink as given") }
         return Self.page(record.versions, maxResults: maxResults, after: token) {
             KeyBundle(name: record.name, version: $0, deletion: nil)
         }
     }
 
-    /// Pages by position: the token is the index of the next item, opaque to callers.
+    /// Pages by position: the token is the index of the next item, opaque to callers. (A key's
+    /// versions only grow at the end, so positions stay valid between pages.)
     static func page<Element, Item: Sendable>(
         _ elements: [Element], maxResults: Int, after token: String?, _ transform: (Element) -> Item
     ) -> Page<Item> {

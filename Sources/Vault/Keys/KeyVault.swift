@@ -12,7 +12,7 @@ public final class KeyVault: Sendable {
     public let token: VaultToken
     public let settings: VaultSettings
     let store: MetadataStore
-    let records: Mutex<[String: KeyRecord]>
+    let records: Mutex<KeyTable>
     let locks = NameLocks()
     let logger: Logger
     let clock: @Sendable () -> Int64
@@ -30,7 +30,7 @@ public final class KeyVault: Sendable {
         settings = try Self.fixedSettings(store: store, requested: requested)
         let snapshot = try store.loadAll()
         // A key whose only versions were pending has none left once reconciled.
-        records = Mutex(Dictionary(uniqueKeysWithValues: snapshot.records.filter { !$0.versions.isEmpty }.map { ($0.name.lowercased(), $0) }))
+        records = Mutex(KeyTable(snapshot.records.filter { !$0.versions.isEmpty }))
         try reconcile(snapshot)
     }
 
@@ -55,7 +55,7 @@ public final class KeyVault: Sendable {
     func now() -> Int64 { clock() }
 
     func record(_ name: String) -> KeyRecord? {
-        records.withLock { $0[name.lowercased()] }
+        records.withLock { $0[name] }
     }
 
     /// A key that exists and is not deleted.
@@ -79,11 +79,11 @@ public final class KeyVault: Sendable {
     }
 
     func store(_ record: KeyRecord) {
-        records.withLock { $0[record.name.lowercased()] = record }
+        records.withLock { $0.store(record) }
     }
 
     func forget(_ name: String) {
-        records.withLock { _ = $0.removeValue(forKey: name.lowercased()) }
+        records.withLock { $0.remove(name) }
     }
 
     func tokenID(_ record: KeyRecord, _ version: KeyVersion) -> TokenKeyID {

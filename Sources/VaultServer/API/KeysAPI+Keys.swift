@@ -43,7 +43,7 @@ extension VaultAPI {
         router.add(.PATCH, "/keys/{name}/{version}", update)
         router.add(.GET, "/keys", api("keys.list", .keysRead, .keys) { request, render in
             let (maxResults, token) = try pageRequest(request)
-            let page = vault.listKeys(maxResults: maxResults, after: token)
+            let page = try vault.listKeys(maxResults: maxResults, after: token)
             return .json(ListJSON(
                 value: page.items.map { render.item($0, versioned: false) },
                 nextLink: render.nextLink("/keys", token: page.nextToken, maxResults: maxResults)))
@@ -93,7 +93,7 @@ extension VaultAPI {
     func registerDeletedKeyRoutes(in router: inout Router) {
         router.add(.GET, "/deletedkeys", api("deletedkeys.list", .deletedKeysRead, .keys) { request, render in
             let (maxResults, token) = try pageRequest(request)
-            let page = vault.listDeletedKeys(maxResults: maxResults, after: token)
+            let page = try vault.listDeletedKeys(maxResults: maxResults, after: token)
             return .json(ListJSON(
                 value: page.items.map { render.item($0, versioned: false) },
                 nextLink: render.nextLink("/deletedkeys", token: page.nextToken, maxResults: maxResults)))

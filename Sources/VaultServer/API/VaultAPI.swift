@@ -173,7 +173,7 @@ public struct VaultAPI: Sendable {
             maxResults = value
         }
         guard let skip = request.query["$skiptoken"] else { return (maxResults, nil) }
-        guard let bytes = Base64URL.decode(skip), let token = String(validating: bytes, as: UTF8.self), Int(token) != nil else {
+        guard let bytes = Base64URL.decode(skip), let token = String(validating: bytes, as: UTF8.self), !token.isEmpty else {
             throw .badParameter("$skiptoken is not one hsmd issued: follow nextLink as given")
         }
         return (maxResults, token)

@@ -143,16 +143,17 @@ public final class AuditLog: @unchecked Sendable {
             }
             let start = lseek(file, 0, SEEK_END)
             let written = bytes.withUnsafeBytes { Glibc.write(file, $0.baseAddress, $0.count) }
-            guard written == bytes.count, fsync(file) == 0 else {
-                let reason = String(cString: strerror(errno))
+            // A short write sets no errno: it means the filesystem is full.
+            let reason = written < 0 ? String(cString: strerror(errno))
+                : written < bytes.count ? "only \(written) of \(bytes.count) bytes written (is the disk full?)" : nil
+            guard reason == nil, fsync(file) == 0 else {
+                let failure = reason ?? String(cString: strerror(errno))
                 if start >= 0 { _ = ftruncate(file, start) }
-                throw Unavailable(description: "cannot write \(currentFile.path): \(reason)")
+                throw Unavailable(description: "cannot write \(currentFile.path): \(failure)")
             }
             lastHash = hash
             lastSeq = seq
             writtenBytes = Int(start) + bytes.count
-            if writtenBytes >= rotationSize { try rotate() }
-            return nil
         } catch {
             if file >= 0 {
                 Glibc.close(file)
@@ -160,7 +161,13 @@ public final class AuditLog: @unchecked Sendable {
             }
             return "\(error)"
         }
+        // The batch is durable whatever happens to the rotation: its requests succeed. A rotation
+        // that fails is tried again after the next batch; the log only grows past its size meanwhile.
+        if writtenBytes >= rotationSize { try? rotate() }
+        return nil
     }
+
+
 
     private func rotate() throws {
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")

@@ -17,7 +17,7 @@ enum LoopbackPeer {
             let remoteIP = remote.ipAddress, let remotePort = remote.port
         else { throw Unknown() }
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
+            guard let text = ProcFile.read(table) else { continue }
             for line in text.split(separator: "\n").dropFirst() {
                 let fields = line.split(separator: " ", omittingEmptySubsequences: true)
                 guard fields.count > 7, let entryLocal = endpoint(fields[1]), let entryRemote = endpoint(fields[2]),

@@ -168,8 +168,9 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 try auditor.record(request, response, latencyMicroseconds: elapsed)
             } catch {
                 logger.critical("audit log write failed; refusing requests until it can be written", metadata: ["error": "\(error)"])
-                // A refused or unavailable answer did nothing, so the caller may simply retry later.
-                if refused || response.status == .serviceUnavailable { return response }
+                // A refused or unavailable answer did nothing, so the caller may simply retry later;
+                // health, readiness and metrics only read, and must still say what is wrong.
+                if refused || servesWhileDegraded || response.status == .serviceUnavailable { return response }
                 var failure = Response.error(
                     .internalServerError, code: "AuditLogUnavailable",
                     message: "hsmd could not write its audit log; the outcome of this request is unknown to the caller (request id \(request.requestID))")

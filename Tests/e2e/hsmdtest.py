@@ -360,7 +360,8 @@ def hsmd_binary() -> Path:
 
 class Daemon:
     """One hsmd process on a fresh state directory under a temp dir (kept short: socket paths are
-    limited to ~107 bytes). The log goes beside the state directory, which must start empty."""
+    limited to ~107 bytes). The log goes beside the state directory, which must start empty.
+    After stop(), start() runs a new hsmd process on the same state directory; the log keeps every run."""
 
     def __init__(self, *args: str, binary: Path | None = None):
         self.binary = Path(binary or hsmd_binary())
@@ -375,7 +376,7 @@ class Daemon:
     def start(self, timeout: float = 60.0) -> "Daemon":
         if not self.binary.is_file():
             raise RuntimeError(f"hsmd binary not found at {self.binary}: run `swift build` or set HSMD_BIN")
-        log = open(self.log_path, "wb")
+        log = open(self.log_path, "ab")
         try:
             self.process = subprocess.Popen(
                 [str(self.binary), "--state-dir", str(self.state_dir), *self.args],

@@ -26,7 +26,19 @@ public final class KeyVault: Sendable {
         self.token = token
         self.logger = logger
         self.clock = clock
-        store = try MetadataStore(path: storePath)
+        do {
+            store = try MetadataStore(path: storePath)
+            // A store without settings was never opened before: fine for a new token, but a token
+            // that already holds hsmd's keys means the store was lost, and an empty vault would hide them.
+            if try store.settings() == nil, token.keyCount > 0 {
+                throw VaultOpenError(
+                    "the metadata store \(storePath.path) is missing or empty, but the token holds \(token.keyCount) hsmd key versions; restore metadata.sqlite from a backup of the state directory (hsmd will not start an empty vault over existing keys)")
+            }
+        } catch let error as VaultOpenError {
+            throw error
+        } catch {
+            throw VaultOpenError("cannot open the metadata store \(storePath.path): \(error)")
+        }
         settings = try Self.fixedSettings(store: store, requested: requested)
         let snapshot = try store.loadAll()
         // A key whose only versions were pending has none left once reconciled.
@@ -96,6 +108,9 @@ public final class KeyVault: Sendable {
             return try body()
         } catch {
             logger.error("metadata store write failed", metadata: ["operation": "\(what)", "error": "\(error)"])
+            if let condition = MetadataStore.environmentalCondition(error) {
+                throw .unavailable("the metadata store could not record \(what) because \(condition); the request did not complete. Retry once the operator has fixed it")
+            }
             throw .internalFailure("the metadata store could not record \(what)")
         }
     }

@@ -24,6 +24,11 @@ public enum VaultError: Error, Equatable, Sendable {
     case notSupported(String)
     /// 500: the token or the metadata store failed; details go to the operator's log only.
     case internalFailure(String)
+    /// 500 with a message for the caller: the token no longer holds a version's material.
+    case materialMissing(String)
+    /// 503: the environment stops hsmd from recording the request (disk full, store locked or
+    /// read-only); retrying once the operator has fixed it will work.
+    case unavailable(String)
 }
 
 extension VaultError {
@@ -37,7 +42,8 @@ extension VaultError {
         case .decryptionFailed:
             self = .badParameter(error.description)
         case .keyNotFound(let id):
-            self = .internalFailure("key material missing from the token for \(id)")
+            self = .materialMissing(
+                "the token no longer holds the material of key \(id.name) version \(id.version); the operator must restore the token from a backup")
         case .token(let tokenError):
             self = .internalFailure("\(tokenError)")
         }

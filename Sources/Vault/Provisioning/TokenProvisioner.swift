@@ -36,6 +36,7 @@ public struct TokenProvisioner: Sendable {
         try createRoot()
         let lock = try StateLock.acquire(directory)
         let manifest = try prepareManifest()
+        if manifest.existingTokenConfig == nil { try checkTokenFiles(manifest) }
         setenv("SOFTHSM2_CONF", manifest.existingTokenConfig ?? directory.softHSMConfig.path, 1)
         let module = try PKCS11Module(path: options.modulePath)
         try module.initialize()
@@ -57,6 +58,16 @@ public struct TokenProvisioner: Sendable {
         } catch {
             try? module.finalize()
             throw error
+        }
+    }
+
+    /// SoftHSM2 answers a missing config or token directory with a bare CKR_GENERAL_ERROR from
+    /// C_Initialize: say which file is gone instead.
+    private func checkTokenFiles(_ manifest: TokenManifest) throws {
+        for (path, what) in [(directory.softHSMConfig.path, "the SoftHSM2 config"), (directory.tokenDirectory.path, "the token directory")]
+        where !FileManager.default.fileExists(atPath: path) {
+            throw ProvisioningError.token(
+                "\(what) \(path) of token '\(manifest.label)' is missing; the token data was removed or damaged — restore the state directory from a backup (hsmd never provisions over a recorded token)")
         }
     }
 

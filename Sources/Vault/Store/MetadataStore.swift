@@ -70,6 +70,19 @@ final class MetadataStore: Sendable {
         return migrator
     }
 
+    /// What stops writes when the fault is the environment's, not hsmd's: said in words for the caller.
+    static func environmentalCondition(_ error: any Error) -> String? {
+        guard let error = error as? DatabaseError else { return nil }
+        switch error.resultCode {
+        case .SQLITE_FULL: return "the disk holding it is full"
+        case .SQLITE_BUSY, .SQLITE_LOCKED: return "another process holds its lock"
+        case .SQLITE_READONLY: return "it is read-only"
+        case .SQLITE_CANTOPEN: return "it cannot be opened"
+        case .SQLITE_IOERR: return "the disk reports an I/O error"
+        default: return nil
+        }
+    }
+
     /// Takes and releases the write lock: fails while the file is unreadable, corrupt or locked by another process.
     func checkWritable() throws {
         try database.inTransaction(.immediate) { db in

@@ -106,6 +106,13 @@ public struct VaultAPI: Sendable {
             return .error(.notFound, code: code, message: message)
         case .notSupported(let message):
             return .error(.notImplemented, code: "NotSupported", message: message)
+        case .materialMissing(let message):
+            logger.error("key material missing from the token", metadata: ["request_id": "\(request.requestID)", "error": "\(message)"])
+            return .error(.internalServerError, code: "InternalError", message: message)
+        case .unavailable(let message):
+            var response = Response.error(.serviceUnavailable, code: "ServiceUnavailable", message: message)
+            response.headers.add(name: "retry-after", value: "5")
+            return response
         case .internalFailure(let detail):
             logger.error("request failed inside hsmd", metadata: ["request_id": "\(request.requestID)", "error": "\(detail)"])
             return .error(.internalServerError, code: "InternalError",

@@ -70,7 +70,7 @@ struct ProcessFigures {
 
     static func read() -> ProcessFigures {
         // statm's second field is resident pages.
-        let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
+        let statm = ProcFile.read("/proc/self/statm") ?? ""
         let pages = statm.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
         let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
         return ProcessFigures(residentBytes: pages * Int(sysconf(Int32(_SC_PAGESIZE))), openFileDescriptors: descriptors)

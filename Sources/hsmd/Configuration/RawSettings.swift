@@ -50,6 +50,8 @@ enum ConfigurationFile {
                 throw InvalidConfiguration(description: "\(origin): unknown setting '\(keyNode.string ?? "?")'; known settings: \(known.keys.sorted().joined(separator: ", "))")
             }
             guard settings[name] == nil else { throw InvalidConfiguration(description: "\(origin): '\(name)' is set twice") }
+            // `name: ~` (YAML's null) leaves the setting to the defaults, as --check-config prints unset ones.
+            if valueNode.null != nil { continue }
             settings[name] = RawSetting(value: try value(valueNode, kind: kind, name: name, origin: origin), origin: origin)
         }
         return settings

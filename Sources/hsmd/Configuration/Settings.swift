@@ -112,7 +112,8 @@ struct Settings {
             ("existing-token", "\(existingToken)"),
         ]
         let lines = values.map { name, value in
-            "\(name): \(value ?? "~")".padding(toLength: 44, withPad: " ", startingAt: 0) + " # \(origins[name] ?? "default")"
+            let setting = "\(name): \(value ?? "~")"
+            return setting + String(repeating: " ", count: max(1, 45 - setting.count)) + "# \(origins[name] ?? "default")"
         }
         return (["# hsmd: configuration is valid"] + lines).joined(separator: "\n")
     }

@@ -93,8 +93,19 @@ public struct Session: Sendable {
     public func attributeValues(
         of object: ObjectHandle, _ types: [CK_ATTRIBUTE_TYPE]
     ) throws -> [CK_ATTRIBUTE_TYPE: [UInt8]] {
-        var query = types.map { CK_ATTRIBUTE(type: $0, pValue: nil, ulValueLen: 0) }
-        try check(f.C_GetAttributeValue(handle, object.raw, &query, CK_ULONG(query.count)), "C_GetAttributeValue")
+        try attributeValues(of: object, types, lengthsKnown: nil)
+    }
+
+    /// `lengthsKnown`: a sizing query already answered for (a superset of) `types`.
+    private func attributeValues(
+        of object: ObjectHandle, _ types: [CK_ATTRIBUTE_TYPE], lengthsKnown sizes: [CK_ATTRIBUTE]?
+    ) throws -> [CK_ATTRIBUTE_TYPE: [UInt8]] {
+        var query = types.map { type in
+            CK_ATTRIBUTE(type: type, pValue: nil, ulValueLen: sizes?.first { $0.type == type }?.ulValueLen ?? 0)
+        }
+        if sizes == nil {
+            try check(f.C_GetAttributeValue(handle, object.raw, &query, CK_ULONG(query.count)), "C_GetAttributeValue")
+        }
         var buffers = query.map { [UInt8](repeating: 0, count: Int($0.ulValueLen)) }
         let rv = buffers.withUnsafeMutableBufferPointer { storage in
             for index in query.indices {
@@ -108,6 +119,22 @@ public struct Session: Sendable {
             values[type] = Array(buffers[index].prefix(Int(query[index].ulValueLen)))
         }
         return values
+    }
+
+    /// Reads those of the attributes the object has and lets be read, skipping the others (types
+    /// it does not have, sensitive values): one query for the lengths, one for the values, whatever
+    /// the mix, so a caller can ask for everything any kind of object might carry.
+    public func availableAttributeValues(
+        of object: ObjectHandle, _ types: [CK_ATTRIBUTE_TYPE]
+    ) throws -> [CK_ATTRIBUTE_TYPE: [UInt8]] {
+        var query = types.map { CK_ATTRIBUTE(type: $0, pValue: nil, ulValueLen: 0) }
+        let sizing = f.C_GetAttributeValue(handle, object.raw, &query, CK_ULONG(query.count))
+        guard sizing == CKR_OK || sizing == CKR_ATTRIBUTE_TYPE_INVALID || sizing == CKR_ATTRIBUTE_SENSITIVE else {
+            try check(sizing, "C_GetAttributeValue")
+            return [:]
+        }
+        let available = query.filter { $0.ulValueLen != hsmd_CK_UNAVAILABLE_INFORMATION }.map(\.type)
+        return available.isEmpty ? [:] : try attributeValues(of: object, available, lengthsKnown: query)
     }
 
     public func setAttributeValues(of object: ObjectHandle, _ template: [Attribute]) throws {

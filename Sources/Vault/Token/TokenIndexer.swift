@@ -6,13 +6,21 @@ import PKCS11
 struct TokenIndexer {
     let session: Session
 
+    /// Everything the index needs of any kind of object, read in one query per object: SoftHSM2's
+    /// file store re-checks an object's file on every call, so at start-up the calls are the cost.
+    private static let indexedAttributes: [CK_ATTRIBUTE_TYPE] = [
+        CKA_CLASS, CKA_LABEL, CKA_ID, CKA_KEY_TYPE, CKA_VALUE_LEN, CKA_EC_PARAMS, CKA_EC_POINT, CKA_MODULUS, CKA_PUBLIC_EXPONENT,
+    ]
+
+    private typealias Values = [CK_ATTRIBUTE_TYPE: [UInt8]]
+
     /// Every hsmd key in the token, and the handles of objects that are not hsmd keys.
     func readAll() throws -> (keys: [TokenKey], unmanaged: [ObjectHandle]) {
-        var privateParts: [TokenKeyID: (ObjectHandle, CK_ULONG)] = [:]
-        var publicParts: [TokenKeyID: ObjectHandle] = [:]
+        var privateParts: [TokenKeyID: (ObjectHandle, Values)] = [:]
+        var publicParts: [TokenKeyID: (ObjectHandle, Values)] = [:]
         var unmanaged: [ObjectHandle] = []
         for object in try session.findObjects([]) {
-            let values = try session.attributeValues(of: object, [CKA_CLASS, CKA_LABEL, CKA_ID])
+            let values = try session.availableAttributeValues(of: object, Self.indexedAttributes)
             guard let objectClass = values[CKA_CLASS]?.asULong,
                 let id = TokenKeyID(label: values[CKA_LABEL] ?? [], objectID: values[CKA_ID] ?? [])
             else {
@@ -21,25 +29,24 @@ struct TokenIndexer {
             }
             switch objectClass {
             case CK_ULONG(CKO_PRIVATE_KEY), CK_ULONG(CKO_SECRET_KEY):
-                let keyType = try session.attributeValues(of: object, [CKA_KEY_TYPE])[CKA_KEY_TYPE]?.asULong ?? 0
-                privateParts[id] = (object, keyType)
+                privateParts[id] = (object, values)
             case CK_ULONG(CKO_PUBLIC_KEY):
-                publicParts[id] = object
+                publicParts[id] = (object, values)
             default:
                 unmanaged.append(object)
             }
         }
         var keys: [TokenKey] = []
-        for (id, (privateHandle, keyType)) in privateParts {
-            let publicHandle = publicParts.removeValue(forKey: id)
-            if let key = try key(id, keyType: keyType, privateHandle: privateHandle, publicHandle: publicHandle) {
+        for (id, (privateHandle, privateValues)) in privateParts {
+            let publicPart = publicParts.removeValue(forKey: id)
+            if let key = key(id, privateHandle: privateHandle, privateValues: privateValues, publicPart: publicPart) {
                 keys.append(key)
             } else {
                 unmanaged.append(privateHandle)
-                if let publicHandle { unmanaged.append(publicHandle) }
+                if let publicPart { unmanaged.append(publicPart.0) }
             }
         }
-        unmanaged += publicParts.values
+        unmanaged += publicParts.values.map(\.0)
         return (keys, unmanaged)
     }
 
@@ -60,26 +67,28 @@ struct TokenIndexer {
     }
 
     private func key(
-        _ id: TokenKeyID, keyType: CK_ULONG, privateHandle: ObjectHandle, publicHandle: ObjectHandle?
-    ) throws -> TokenKey? {
-        switch keyType {
+        _ id: TokenKeyID, privateHandle: ObjectHandle, privateValues: Values, publicPart: (ObjectHandle, Values)?
+    ) -> TokenKey? {
+        switch privateValues[CKA_KEY_TYPE]?.asULong {
         case CK_ULONG(CKK_RSA):
-            guard let publicHandle else { return nil }
-            return try rsaKey(id, privateHandle: privateHandle, publicHandle: publicHandle)
-        case CK_ULONG(CKK_EC):
-            guard let publicHandle,
-                let parameters = try session.attributeValues(of: publicHandle, [CKA_EC_PARAMS])[CKA_EC_PARAMS],
-                let curve = Curve(ecParameters: parameters)
+            guard let (publicHandle, values) = publicPart, let modulus = values[CKA_MODULUS], let exponent = values[CKA_PUBLIC_EXPONENT]
             else { return nil }
-            return try ecKey(id, curve: curve, privateHandle: privateHandle, publicHandle: publicHandle)
+            return TokenKey(
+                id: id, spec: .rsa(bits: significantBits(modulus)), privateHandle: privateHandle,
+                publicHandle: publicHandle, publicKey: .rsa(modulus: modulus, exponent: exponent))
+        case CK_ULONG(CKK_EC):
+            guard let (publicHandle, values) = publicPart,
+                let curve = values[CKA_EC_PARAMS].flatMap(Curve.init(ecParameters:)),
+                let publicKey = values[CKA_EC_POINT].flatMap({ PublicKey.ec(curve: curve, pointAttribute: $0) })
+            else { return nil }
+            return TokenKey(id: id, spec: .ec(curve), privateHandle: privateHandle, publicHandle: publicHandle, publicKey: publicKey)
         case CK_ULONG(CKK_AES), CK_ULONG(CKK_GENERIC_SECRET):
-            guard publicHandle == nil,
-                let length = try session.attributeValues(of: privateHandle, [CKA_VALUE_LEN])[CKA_VALUE_LEN]?.asULong,
+            guard publicPart == nil, let length = privateValues[CKA_VALUE_LEN]?.asULong,
                 (KeySpec.octSizes + KeySpec.hmacSizes).contains(Int(length) * 8)
             else { return nil }
             return TokenKey(
                 id: id, spec: .oct(bits: Int(length) * 8), privateHandle: privateHandle, publicHandle: nil,
-                publicKey: nil, isHMACKey: keyType == CK_ULONG(CKK_GENERIC_SECRET))
+                publicKey: nil, isHMACKey: privateValues[CKA_KEY_TYPE]?.asULong == CK_ULONG(CKK_GENERIC_SECRET))
         default:
             return nil
         }

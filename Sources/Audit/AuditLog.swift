@@ -142,14 +142,10 @@ public final class AuditLog: @unchecked Sendable {
                 bytes.append(UInt8(ascii: "\n"))
             }
             let start = lseek(file, 0, SEEK_END)
-            let written = bytes.withUnsafeBytes { Glibc.write(file, $0.baseAddress, $0.count) }
-            // A short write sets no errno: it means the filesystem is full.
-            let reason = written < 0 ? String(cString: strerror(errno))
-                : written < bytes.count ? "only \(written) of \(bytes.count) bytes written (is the disk full?)" : nil
-            guard reason == nil, fsync(file) == 0 else {
-                let failure = reason ?? String(cString: strerror(errno))
+            guard writeFully(bytes), fsync(file) == 0 else {
+                let reason = String(cString: strerror(errno))
                 if start >= 0 { _ = ftruncate(file, start) }
-                throw Unavailable(description: "cannot write \(currentFile.path): \(failure)")
+                throw Unavailable(description: "cannot write \(currentFile.path): \(reason)")
             }
             lastHash = hash
             lastSeq = seq
@@ -168,6 +164,23 @@ public final class AuditLog: @unchecked Sendable {
     }
 
 
+
+    /// Writes all of `bytes`. A short write sets no errno; writing on after it does (ENOSPC when
+    /// the filesystem is full), so a failure always leaves errno naming its cause.
+    private func writeFully(_ bytes: Data) -> Bool {
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let written = Glibc.write(file, raw.baseAddress! + offset, raw.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += written
+            }
+            return true
+        }
+    }
 
     private func rotate() throws {
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")

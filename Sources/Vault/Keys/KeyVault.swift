@@ -108,7 +108,7 @@ public final class KeyVault: Sendable {
             return try body()
         } catch {
             logger.error("metadata store write failed", metadata: ["operation": "\(what)", "error": "\(error)"])
-            if let condition = MetadataStore.environmentalCondition(error) {
+            if let condition = store.environmentalCondition(error) {
                 throw .unavailable("the metadata store could not record \(what) because \(condition); the request did not complete. Retry once the operator has fixed it")
             }
             throw .internalFailure("the metadata store could not record \(what)")
@@ -123,20 +123,19 @@ public final class KeyVault: Sendable {
     private func reconcile(_ snapshot: MetadataStore.Snapshot) throws {
         for (name, version) in snapshot.pending {
             let id = TokenKeyID(stored: name, version: version.version)
-            if (try? token.key(id)) != nil {
-                // An interrupted adoption gives the objects back their old names; anything else was hsmd's own.
-                if let origin = version.tags[Self.adoptedFromTag], let (label, objectID) = Self.parseOrigin(origin) {
-                    try token.relabel(id, label: label, objectID: objectID)
-                } else {
-                    try token.destroy(id)
-                }
+            // An interrupted adoption gives the objects back their old names; anything else was hsmd's
+            // own, whole or half made, and goes.
+            if let origin = version.tags[Self.adoptedFromTag], let (label, objectID) = Self.parseOrigin(origin) {
+                if (try? token.key(id)) != nil { try token.relabel(id, label: label, objectID: objectID) }
+            } else {
+                try token.destroyAllObjects(of: id)
             }
             try store.remove(name: name, versions: [version.version])
             logger.warning("undid a key version whose creation a crash interrupted", metadata: ["key": "\(name)", "version": "\(version.version)"])
         }
         for record in snapshot.purging {
-            for version in record.versions where (try? token.key(tokenID(record, version))) != nil {
-                try token.destroy(tokenID(record, version))
+            for version in record.versions {
+                try token.destroyAllObjects(of: tokenID(record, version))
             }
             try store.removeKey(name: record.name)
             logger.warning("finished a purge a crash interrupted", metadata: ["key": "\(record.name)"])
@@ -146,6 +145,7 @@ public final class KeyVault: Sendable {
             for version in record.versions {
                 let id = tokenID(record, version)
                 known.insert(id)
+                token.resolveUnknownSize(id, spec: version.spec)
                 if (try? token.key(id)) == nil {
                     logger.error(
                         "a key version's token object is missing: its operations will fail",

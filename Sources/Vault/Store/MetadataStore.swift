@@ -11,7 +11,11 @@ import GRDB
 final class MetadataStore: Sendable {
     let database: DatabaseQueue
 
+    /// The directory of the database file, where SQLite also keeps its journal.
+    private let directory: URL
+
     init(path: URL) throws {
+        directory = path.deletingLastPathComponent()
         var configuration = Configuration()
         // A backup tool or an operator's sqlite3 may hold the lock for a moment: wait rather than fail.
         configuration.busyMode = .timeout(2)
@@ -71,8 +75,13 @@ final class MetadataStore: Sendable {
     }
 
     /// What stops writes when the fault is the environment's, not hsmd's: said in words for the caller.
-    static func environmentalCondition(_ error: any Error) -> String? {
+    func environmentalCondition(_ error: any Error) -> String? {
         guard let error = error as? DatabaseError else { return nil }
+        // SQLite reports a read-only filesystem as whatever its first failed open or write was.
+        var filesystem = statvfs()
+        if statvfs(directory.path, &filesystem) == 0, filesystem.f_flag & UInt(ST_RDONLY) != 0 {
+            return "the filesystem holding it is read-only"
+        }
         switch error.resultCode {
         case .SQLITE_FULL: return "the disk holding it is full"
         case .SQLITE_BUSY, .SQLITE_LOCKED: return "another process holds its lock"

@@ -20,7 +20,12 @@ struct TokenIndexer {
         var publicParts: [TokenKeyID: (ObjectHandle, Values)] = [:]
         var unmanaged: [ObjectHandle] = []
         for object in try session.findObjects([]) {
-            let values = try session.availableAttributeValues(of: object, Self.indexedAttributes)
+            // An object a crash left half-written (SoftHSM2 had written only its header) cannot be
+            // read: it is no key of hsmd's, and must not stop the daemon from starting.
+            guard let values = try? session.availableAttributeValues(of: object, Self.indexedAttributes) else {
+                unmanaged.append(object)
+                continue
+            }
             guard let objectClass = values[CKA_CLASS]?.asULong,
                 let id = TokenKeyID(label: values[CKA_LABEL] ?? [], objectID: values[CKA_ID] ?? [])
             else {
@@ -83,11 +88,12 @@ struct TokenIndexer {
             else { return nil }
             return TokenKey(id: id, spec: .ec(curve), privateHandle: privateHandle, publicHandle: publicHandle, publicKey: publicKey)
         case CK_ULONG(CKK_AES), CK_ULONG(CKK_GENERIC_SECRET):
-            guard publicPart == nil, let length = privateValues[CKA_VALUE_LEN]?.asULong,
-                (KeySpec.octSizes + KeySpec.hmacSizes).contains(Int(length) * 8)
-            else { return nil }
+            // SoftHSM2 leaves CKA_VALUE_LEN at 0 on a key made by C_UnwrapKey (a restored backup):
+            // its size is then the metadata's, filled in by `VaultToken.resolveUnknownSize`.
+            let bits = Int(privateValues[CKA_VALUE_LEN]?.asULong ?? 0) * 8
+            guard publicPart == nil, bits == 0 || (KeySpec.octSizes + KeySpec.hmacSizes).contains(bits) else { return nil }
             return TokenKey(
-                id: id, spec: .oct(bits: Int(length) * 8), privateHandle: privateHandle, publicHandle: nil,
+                id: id, spec: .oct(bits: bits), privateHandle: privateHandle, publicHandle: nil,
                 publicKey: nil, isHMACKey: privateValues[CKA_KEY_TYPE]?.asULong == CK_ULONG(CKK_GENERIC_SECRET))
         default:
             return nil

@@ -4,7 +4,7 @@ import PKCS11
 /// in-memory index, so a request never searches the token.
 public struct TokenKey: Sendable {
     public let id: TokenKeyID
-    public let spec: KeySpec
+    public internal(set) var spec: KeySpec
     /// The private key of a pair, or the secret key.
     let privateHandle: ObjectHandle
     /// The public key of a pair; nil for AES.

@@ -32,7 +32,13 @@ extension VaultToken {
         try withSession { session in
             var objects: [TokenObject] = []
             for handle in try session.findObjects([]) {
-                let basics = try session.attributeValues(of: handle, [CKA_CLASS, CKA_LABEL, CKA_ID])
+                // A half-written object (a crash inside the token) is listed as an unnamed other object.
+                guard let basics = try? session.attributeValues(of: handle, [CKA_CLASS, CKA_LABEL, CKA_ID]) else {
+                    objects.append(TokenObject(
+                        handle: handle, kind: .other, label: "", id: [], spec: nil, isHMACKey: false, sensitive: nil,
+                        extractable: nil, usage: []))
+                    continue
+                }
                 let label = String(decoding: basics[CKA_LABEL] ?? [], as: UTF8.self)
                 let id = basics[CKA_ID] ?? []
                 if Self.serviceLabels.contains(label) { continue }

@@ -92,6 +92,25 @@ public final class VaultToken: Sendable {
         return key
     }
 
+    /// Gives a secret key the size the vault recorded, when the token could not say (see TokenIndexer).
+    public func resolveUnknownSize(_ id: TokenKeyID, spec: KeySpec) {
+        index.withLock { index in
+            if case .oct(bits: 0)? = index[id]?.spec { index[id]?.spec = spec }
+        }
+    }
+
+    /// Destroys every object that carries a version's label and id, whole pair or not, and forgets
+    /// the version. A crash can leave half of a pair (made or destroyed one object at a time), which
+    /// the index, holding whole keys only, would never find.
+    public func destroyAllObjects(of id: TokenKeyID) throws(TokenKeyError) {
+        try withSession { session in
+            for object in try session.findObjects([.bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)]) {
+                try session.destroyObject(object)
+            }
+        }
+        index.withLock { _ = $0.removeValue(forKey: id) }
+    }
+
     /// Destroys a key version's objects and forgets it.
     public func destroy(_ id: TokenKeyID) throws(TokenKeyError) {
         let key = try key(id)

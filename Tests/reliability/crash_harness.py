@@ -87,6 +87,7 @@ class Figures:
     checks: Counter = field(default_factory=Counter)
     max_token_objects: int = 0
     failed_starts: int = 0
+    blank_objects: int = 0  # objects left without label and id inside SoftHSM2 (they persist: the most seen at once)
 
 
 class _Stopped(Exception):
@@ -228,6 +229,7 @@ class CrashHarness:
             self.violation("token-metadata", detail)
         self._interrupted_at_kill = pairing.interrupted
         self.figures.interrupted_rows += len(pairing.interrupted)
+        self.figures.blank_objects = max(self.figures.blank_objects, len(pairing.blank))
         self._check_acknowledged_rows(metadata)
         self.figures.checks["token listings"] += 1
 
@@ -279,6 +281,8 @@ class CrashHarness:
         """After reconciliation every token object is a managed version or a service key."""
         for obj in h.ok(self.client.get("/hsmd/unmanaged"))["value"]:
             where = f"{obj['label']}/{obj['id']}"
+            if not obj["label"] and not obj["id"]:
+                continue  # half-written inside SoftHSM2 by a kill: listed, never used (counted at the kill)
             self.violation("token-metadata", f"unmanaged object after reconciliation: {obj['kind']} {where} "
                                              f"({obj.get('keyType', '?')}); {self._kill_context(where)}",
                            key=f"unmanaged {obj['kind']} {where}")
@@ -391,6 +395,7 @@ class CrashHarness:
             "acknowledged_total": sum(self.model.acknowledged.values()),
             "in_flight_at_kill": in_flight,
             "interrupted_rows_reconciled": self.figures.interrupted_rows,
+            "blank_objects_left_by_softhsm2": self.figures.blank_objects,
             "max_token_objects": self.figures.max_token_objects,
             "failed_starts": self.figures.failed_starts,
             "checks": dict(sorted(self.figures.checks.items())),

@@ -636,6 +636,7 @@ def test_fault_metadata_damaged_or_locked_refuses_start_and_recovers(tmp_path, d
         assert daemon.stop() == 0
 
 
+@pytest.mark.parametrize("damage", METADATA_DAMAGE)
 def test_fault_metadata_refusal_names_the_store(tmp_path, damage):
     with fk.hsmd(workdir=tmp_path / "w") as daemon:
         _provision(daemon, 3)
@@ -652,6 +653,7 @@ def test_fault_metadata_refusal_names_the_store(tmp_path, damage):
 LOSSES = {"removed": lambda path: path.unlink(), "emptied": lambda path: path.write_bytes(b"")}
 
 
+@pytest.mark.parametrize("loss", LOSSES)
 def test_fault_metadata_lost_refuses_start(tmp_path, loss):
     with fk.hsmd(workdir=tmp_path / "w") as daemon:
         _provision(daemon, 3)

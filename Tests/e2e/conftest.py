@@ -12,19 +12,8 @@ import hsmdtest as h
 
 
 def _run(daemon: h.Daemon):
-    try:
-        daemon.start()
-    except Exception:
-        daemon.stop()
-        daemon.cleanup()
-        raise
-    try:
+    with h.serving(daemon):
         yield daemon
-    finally:
-        code = daemon.stop()
-        log = daemon.log_tail()
-        daemon.cleanup()
-    assert code == 0, f"hsmd exited with {code} after SIGTERM:\n{log}"
 
 
 @pytest.fixture(scope="session")

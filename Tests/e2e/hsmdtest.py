@@ -7,6 +7,7 @@ an x-ms-request-id header, Azure's error shape on errors, and no private key mat
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -419,6 +420,29 @@ class Daemon:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+@contextlib.contextmanager
+def serving(daemon: Daemon):
+    """Starts `daemon` and yields it; on leaving, SIGTERM must stop it with exit code 0. Its whole log
+    is kept in `daemon.log_text` before the work directory goes."""
+    try:
+        daemon.start()
+    except Exception:
+        daemon.stop()
+        daemon.cleanup()
+        raise
+    try:
+        yield daemon
+    finally:
+        code = daemon.stop()
+        log = daemon.log_tail()
+        try:
+            daemon.log_text = daemon.log_path.read_text(errors="replace")
+        except OSError:
+            daemon.log_text = ""
+        daemon.cleanup()
+    assert code == 0, f"hsmd exited with {code} after SIGTERM:\n{log}"
 
 
 def check_bundle(bundle: dict, name: str, kty: str, key_ops: list[str] | None = None,

@@ -171,25 +171,13 @@ def token():
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    daemon = h.Daemon()
-    try:
-        daemon.start()
-    except Exception:
-        daemon.stop()
-        daemon.cleanup()
-        raise
-    bench = Token(daemon, engine)
-    try:
+    with h.serving(h.Daemon()) as daemon:
+        bench = Token(daemon, engine)
         # The RSA key most tests share; its pkcs11 info (module, SOFTHSM2_CONF) configures OpenSSL.
         name = h.unique_name("ossl-rsa")
         bench.rsa = name, bench.client.create_key(name, {"kty": "RSA-HSM", "key_size": 2048})
         bench.configure(ok(bench.client.get(f"/hsmd/keys/{name}/pkcs11")))
         yield bench
-    finally:
-        code = daemon.stop()
-        log = daemon.log_tail()
-        daemon.cleanup()
-    assert code == 0, f"hsmd exited with {code} after SIGTERM:\n{log}"
 
 
 @pytest.fixture(scope="module")

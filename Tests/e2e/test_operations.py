@@ -282,26 +282,8 @@ def GET(path: str) -> dict:
 # Processes
 
 
-@contextlib.contextmanager
-def running(daemon: h.Daemon):
-    """Starts a dedicated hsmd; on leaving, SIGTERM must stop it with exit code 0."""
-    try:
-        daemon.start()
-    except Exception:
-        daemon.stop()
-        daemon.cleanup()
-        raise
-    try:
-        yield daemon
-    finally:
-        code = daemon.stop()
-        log = daemon.log_tail()
-        try:
-            daemon.log_text = daemon.log_path.read_text(errors="replace")
-        except OSError:
-            daemon.log_text = ""
-        daemon.cleanup()
-    assert code == 0, f"hsmd exited with {code} after SIGTERM:\n{log}"
+# Dedicated daemons: started, and stopped with exit code 0 checked (hsmdtest.serving).
+running = h.serving
 
 
 def daemon_on_socket(socket_path: Path, *args: str) -> h.Daemon:

@@ -43,6 +43,8 @@ struct Daemon {
     let directory: StateDirectory
     let provisioning: TokenProvisioner.Options
     let vaultSettings: VaultSettings?
+    /// Rebuild a lost metadata store from the token instead of refusing to start.
+    let rebuildMetadata: Bool
     let access: AccessOptions
     let https: HTTPSOptions?
     let socketGroup: gid_t?
@@ -74,7 +76,8 @@ struct Daemon {
 
         let (token, lock) = try TokenProvisioner(directory: directory, options: provisioning, logger: logger).open()
         shutdown.add { token.close(); withExtendedLifetime(lock) {} }
-        let vault = try KeyVault(token: token, storePath: directory.metadataStore, settings: vaultSettings, logger: logger)
+        let vault = try KeyVault(
+            token: token, storePath: directory.metadataStore, settings: vaultSettings, logger: logger, rebuildMetadata: rebuildMetadata)
         let accessControl = try AccessControl(
             vault: vault, initialAdministrators: access.initialAdministrators, bindings: access.bindings)
         let auditLog = try AuditLog(directory: directory.auditDirectory, rotationSize: auditRotationSize)

@@ -38,6 +38,17 @@ struct HSMD: ParsableCommand {
     @Flag(help: "Check the settings from every source, print the result and exit: 0 if valid, 64 if not. Starts nothing.")
     var checkConfig = false
 
+    @Flag(help: ArgumentHelp(
+        "Check the state directory (token, metadata store, audit chain) as a start would, report, and exit: 0 when sound, 1 when not. hsmd must be stopped."))
+    var checkState = false
+
+    @Flag(help: "With --check-state: make the repairs a start would make (finish or undo operations a crash interrupted), then report.")
+    var repair = false
+
+    @Flag(help: ArgumentHelp(
+        "Rebuild a lost or empty metadata store from the token (with --check-state --repair, or on a start): names, versions, types and usage come back; attributes, tags, rotation policies and deletion state do not."))
+    var rebuildMetadata = false
+
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("Directory holding the token, its config and PINs, and the socket. Required.", valueName: "DIR"))
     var stateDirectory: String?
 
@@ -167,6 +178,7 @@ struct HSMD: ParsableCommand {
     }
 
     func validate() throws {
+        if repair && !checkState { throw ValidationError("--repair goes with --check-state") }
         do {
             _ = try resolvedSettings()
         } catch let error as InvalidConfiguration {
@@ -208,8 +220,14 @@ struct HSMD: ParsableCommand {
         let access = AccessOptions(
             initialAdministrators: admins.isEmpty ? (getuid() == 0 ? ["uid:0"] : ["uid:\(getuid())", "uid:0"]) : admins,
             bindings: settings.principals.compactMap(PrincipalBinding.init))
+        if checkState {
+            let check = StateCheck(
+                directory: directory, provisioning: options, repair: repair, rebuildMetadata: rebuildMetadata,
+                logger: Logger(label: "hsmd"))
+            throw ExitCode(check.run())
+        }
         let daemon = Daemon(
-            directory: directory, provisioning: options, vaultSettings: vaultSettings, access: access,
+            directory: directory, provisioning: options, vaultSettings: vaultSettings, rebuildMetadata: rebuildMetadata, access: access,
             https: settings.tlsPort.map { HTTPSOptions(host: settings.tlsHost, port: $0, extraNames: settings.tlsNames, tenant: settings.tenant) },
             socketGroup: socketGroupID, auditRotationSize: settings.auditRotateBytes, authority: settings.authority,
             socketPath: activated?.path ?? settings.socket ?? directory.defaultSocket.path, activatedSocket: activated?.descriptor,

@@ -19,27 +19,39 @@ public final class KeyVault: Sendable {
 
     /// Opens the metadata store, fixes the settings on first open, and reconciles the store with the
     /// token after a crash.
+    /// `rebuildMetadata`: a store that is missing or empty while the token holds hsmd's keys is
+    /// rebuilt from the token (`rebuildFromToken`) instead of refused.
     public init(
         token: VaultToken, storePath: URL, settings requested: VaultSettings?, logger: Logger,
+        rebuildMetadata: Bool = false,
         clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
     ) throws {
         self.token = token
         self.logger = logger
         self.clock = clock
+        let storeExisted = FileManager.default.fileExists(atPath: storePath.path)
         do {
             store = try MetadataStore(path: storePath)
             // A store without settings was never opened before: fine for a new token, but a token
             // that already holds hsmd's keys means the store was lost, and an empty vault would hide them.
-            if try store.settings() == nil, token.keyCount > 0 {
+            if try store.settings() == nil, token.keyCount > 0, !rebuildMetadata {
+                // A refused start changes nothing: the file opening it made goes again.
+                if !storeExisted { try? FileManager.default.removeItem(at: storePath) }
                 throw VaultOpenError(
-                    "the metadata store \(storePath.path) is missing or empty, but the token holds \(token.keyCount) hsmd key versions; restore metadata.sqlite from a backup of the state directory (hsmd will not start an empty vault over existing keys)")
+                    "the metadata store \(storePath.path) is missing or empty, but the token holds \(token.keyCount) hsmd key versions; restore metadata.sqlite from a backup of the state directory, or rebuild what the token knows with hsmd --rebuild-metadata (hsmd will not start an empty vault over existing keys)")
             }
         } catch let error as VaultOpenError {
             throw error
         } catch {
             throw VaultOpenError("cannot open the metadata store \(storePath.path): \(error)")
         }
+        let isNew = try store.settings() == nil
         settings = try Self.fixedSettings(store: store, requested: requested)
+        if isNew && rebuildMetadata && token.keyCount > 0 {
+            records = Mutex(KeyTable([]))
+            try rebuildFromToken()
+            return
+        }
         let snapshot = try store.loadAll()
         // A key whose only versions were pending has none left once reconciled.
         records = Mutex(KeyTable(snapshot.records.filter { !$0.versions.isEmpty }))

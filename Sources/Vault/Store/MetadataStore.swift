@@ -92,6 +92,12 @@ final class MetadataStore: Sendable {
         }
     }
 
+    /// Nil when SQLite's own check finds the file sound; else its first complaint.
+    func integrityProblem() throws -> String? {
+        let result = try database.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check(1)") }
+        return result == "ok" ? nil : result ?? "no answer"
+    }
+
     /// Takes and releases the write lock: fails while the file is unreadable, corrupt or locked by another process.
     func checkWritable() throws {
         try database.inTransaction(.immediate) { db in

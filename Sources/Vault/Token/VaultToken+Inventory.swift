@@ -137,3 +137,28 @@ extension VaultToken {
                            extractable: extractable, usage: usage)
     }
 }
+
+extension VaultToken {
+    /// The operations a version's usage flags allow in the token. Where a flag serves two operations
+    /// (CKA_DECRYPT for decrypt and unwrapKey on a key pair), both count: the token permits both.
+    public func permittedUsage(of id: TokenKeyID) throws(TokenKeyError) -> KeyUsage {
+        let key = try key(id)
+        return try withSession { session in
+            let flags: [(ObjectHandle?, CK_ATTRIBUTE_TYPE, KeyUsage)] = key.publicHandle == nil
+                ? [(key.privateHandle, CKA_SIGN, .sign), (key.privateHandle, CKA_VERIFY, .verify),
+                   (key.privateHandle, CKA_ENCRYPT, .encrypt), (key.privateHandle, CKA_DECRYPT, .decrypt),
+                   (key.privateHandle, CKA_WRAP, .wrapKey), (key.privateHandle, CKA_UNWRAP, .unwrapKey)]
+                : [(key.privateHandle, CKA_SIGN, .sign), (key.privateHandle, CKA_DECRYPT, .decrypt),
+                   (key.privateHandle, CKA_UNWRAP, .unwrapKey), (key.publicHandle, CKA_VERIFY, .verify),
+                   (key.publicHandle, CKA_ENCRYPT, .encrypt), (key.publicHandle, CKA_WRAP, .wrapKey)]
+            var usage: KeyUsage = []
+            for (handle, attribute, operation) in flags {
+                guard let handle else { continue }
+                if try session.attributeValues(of: handle, [attribute])[attribute]?.asBool == true { usage.insert(operation) }
+            }
+            if usage.contains(.unwrapKey) && key.publicHandle != nil { usage.insert(.decrypt) }
+            if usage.contains(.wrapKey) && key.publicHandle != nil { usage.insert(.encrypt) }
+            return usage
+        }
+    }
+}

@@ -17,6 +17,7 @@ public final class VaultToken: Sendable {
     public let unmanagedObjects: [ObjectHandle]
     /// The trusted key that wraps backups; nil on a token hsmd did not provision.
     let domainKey: ObjectHandle?
+    public var hasDomainKey: Bool { domainKey != nil }
     /// The token-signing key's handles, once looked up or made.
     let serviceKeyLock = Mutex<(ObjectHandle, ObjectHandle)?>(nil)
 

@@ -477,3 +477,20 @@ def test_hygiene_refuses_pin_file_loosened_after_provisioning(tmp_path):
         assert h.ok(daemon.client.get(h.path_of(kid)))["key"]["kid"] == kid
         assert daemon.stop() == 0
         assert pin not in daemon.log_path.read_text()
+
+
+@pytest.mark.parametrize("key_file", ["ca-key.pem", "server-key.pem"])
+def test_hygiene_refuses_a_tls_key_file_others_can_read(tmp_path, key_file):
+    """The HTTPS listener's private keys are 0600; made readable by others, the next start is refused
+    naming the file, and works again once it is 0600."""
+    port = fk.free_port()
+    with fk.hsmd("--tls-port", str(port), workdir=tmp_path / "w") as daemon:
+        daemon.start()
+        assert daemon.stop() == 0
+        path = daemon.state_dir / "tls" / key_file
+        os.chmod(path, 0o644)
+        refusal = daemon.start_refused()
+        assert refusal.code == 1 and str(path) in fk.refusal_line(refusal) and "chmod 600" in fk.refusal_line(refusal), refusal.log
+        os.chmod(path, 0o600)
+        daemon.start()
+        assert daemon.stop() == 0

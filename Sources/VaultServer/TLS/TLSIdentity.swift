@@ -20,6 +20,7 @@ public struct TLSIdentity: Sendable {
     public static func load(directory: URL, extraNames: [String], now: Date = Date()) throws -> TLSIdentity {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let files = Files(directory: directory)
+        try refuseLooseKeyFiles(files)
         let (caKey, caCertificate) = try loadOrMakeCA(files, now: now)
         let names = Array(Set(defaultNames + extraNames)).sorted()
         if let key = try? P256.Signing.PrivateKey(pemRepresentation: String(contentsOf: files.serverKey, encoding: .utf8)),
@@ -44,6 +45,20 @@ public struct TLSIdentity: Sendable {
         try writeSecret(key.pemRepresentation, to: files.serverKey)
         try Data(try certificate.serializeAsPEM().pemString.utf8).write(to: files.serverCertificate, options: .atomic)
         return TLSIdentity(caCertificatePEM: try caCertificate.serializeAsPEM().pemString, serverCertificate: certificate, serverKey: key)
+    }
+
+    /// A private key file others can read may already have leaked: hsmd does not use it silently.
+    private static func refuseLooseKeyFiles(_ files: Files) throws {
+        for key in [files.caKey, files.serverKey] {
+            guard let mode = (try? FileManager.default.attributesOfItem(atPath: key.path))?[.posixPermissions] as? Int,
+                mode & 0o077 != 0
+            else { continue }
+            throw LooseKeyFile(description: "\(key.path) is readable by others (mode \(String(mode, radix: 8))); if that was not intended, treat the key as exposed: remove the tls directory to make a new CA, or run: chmod 600 \(key.path)")
+        }
+    }
+
+    struct LooseKeyFile: Error, CustomStringConvertible {
+        let description: String
     }
 
     /// The TLS context for the HTTPS listener: TLS 1.2 and later.

@@ -55,6 +55,22 @@ struct TokenIndexer {
         return (keys, unmanaged)
     }
 
+    /// A version's objects found again by label and id (after a stale handle); nil when gone.
+    func reread(_ id: TokenKeyID) throws -> TokenKey? {
+        var privatePart: (ObjectHandle, Values)?
+        var publicPart: (ObjectHandle, Values)?
+        for object in try session.findObjects([.bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)]) {
+            let values = try session.availableAttributeValues(of: object, Self.indexedAttributes)
+            switch values[CKA_CLASS]?.asULong {
+            case CK_ULONG(CKO_PRIVATE_KEY), CK_ULONG(CKO_SECRET_KEY): privatePart = (object, values)
+            case CK_ULONG(CKO_PUBLIC_KEY): publicPart = (object, values)
+            default: continue
+            }
+        }
+        guard let (privateHandle, privateValues) = privatePart else { return nil }
+        return key(id, privateHandle: privateHandle, privateValues: privateValues, publicPart: publicPart)
+    }
+
     func rsaKey(_ id: TokenKeyID, privateHandle: ObjectHandle, publicHandle: ObjectHandle) throws -> TokenKey {
         let values = try session.attributeValues(of: publicHandle, [CKA_MODULUS, CKA_PUBLIC_EXPONENT])
         let modulus = values[CKA_MODULUS] ?? []

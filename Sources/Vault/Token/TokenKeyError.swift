@@ -17,6 +17,12 @@ public enum TokenKeyError: Error, Equatable, CustomStringConvertible, Sendable {
     /// The token refused or failed; the PKCS#11 code is kept for the operator's log.
     case token(P11Error)
 
+    /// The token no longer knows a handle hsmd holds: the objects changed under it.
+    var isStaleHandle: Bool {
+        guard case .token(let error) = self else { return false }
+        return [CKR_OBJECT_HANDLE_INVALID, CKR_KEY_HANDLE_INVALID, CKR_GENERAL_ERROR].map(CK_RV.init).contains(error.code)
+    }
+
     public var description: String {
         switch self {
         case .invalidInput(let reason), .algorithmMismatch(let reason), .operationNotPermitted(let reason):

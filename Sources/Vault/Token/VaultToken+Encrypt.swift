@@ -11,37 +11,38 @@ extension VaultToken {
     public func encrypt(
         _ id: TokenKeyID, algorithm: EncryptionAlgorithm, plaintext: [UInt8], iv: [UInt8]? = nil, aad: [UInt8]? = nil
     ) throws(TokenKeyError) -> Ciphertext {
-        let key = try key(id)
-        let name = algorithm.rawValue
-        switch algorithm.mode {
-        case .rsa(let padding):
-            try Self.refuseAESParameters(name, iv: iv, aad: aad, tag: nil)
-            let value = try rsaEncrypt(key, padding: padding, name: name, message: plaintext)
-            return Ciphertext(value: value, iv: nil, tag: nil)
-        case .gcm:
-            try Self.requireAES(key, bits: algorithm.aesBits, name: name)
-            guard iv == nil else {
-                throw .invalidInput("\(name) takes no iv: hsmd generates the nonce and returns it")
+        try usingKey(id) { key throws(TokenKeyError) in
+            let name = algorithm.rawValue
+            switch algorithm.mode {
+            case .rsa(let padding):
+                try Self.refuseAESParameters(name, iv: iv, aad: aad, tag: nil)
+                let value = try rsaEncrypt(key, padding: padding, name: name, message: plaintext)
+                return Ciphertext(value: value, iv: nil, tag: nil)
+            case .gcm:
+                try Self.requireAES(key, bits: algorithm.aesBits, name: name)
+                guard iv == nil else {
+                    throw .invalidInput("\(name) takes no iv: hsmd generates the nonce and returns it")
+                }
+                return try withSession { session in
+                    let nonce = try session.generateRandom(count: Self.gcmNonceSize)
+                    let sealed = try session.encrypt(
+                        Mechanism(CKM_AES_GCM, .gcm(iv: nonce, aad: aad ?? [], tagBits: Self.gcmTagSize * 8)),
+                        key: key.privateHandle, data: plaintext, capacity: plaintext.count + Self.gcmTagSize)
+                    return Ciphertext(
+                        value: Array(sealed.dropLast(Self.gcmTagSize)), iv: nonce, tag: Array(sealed.suffix(Self.gcmTagSize)))
+                }
+            case .cbc, .cbcPad:
+                try Self.requireAES(key, bits: algorithm.aesBits, name: name)
+                let iv = try Self.requireCBCParameters(name, iv: iv, aad: aad)
+                let padded = algorithm.mode.isPadded
+                if !padded { try Self.requireWholeBlocks(plaintext, name: name, what: "plaintext") }
+                let value = try withSession { session in
+                    try session.encrypt(
+                        Mechanism(padded ? CKM_AES_CBC_PAD : CKM_AES_CBC, .bytes(iv)), key: key.privateHandle,
+                        data: plaintext, capacity: plaintext.count + Self.aesBlockSize)
+                }
+                return Ciphertext(value: value, iv: iv, tag: nil)
             }
-            return try withSession { session in
-                let nonce = try session.generateRandom(count: Self.gcmNonceSize)
-                let sealed = try session.encrypt(
-                    Mechanism(CKM_AES_GCM, .gcm(iv: nonce, aad: aad ?? [], tagBits: Self.gcmTagSize * 8)),
-                    key: key.privateHandle, data: plaintext, capacity: plaintext.count + Self.gcmTagSize)
-                return Ciphertext(
-                    value: Array(sealed.dropLast(Self.gcmTagSize)), iv: nonce, tag: Array(sealed.suffix(Self.gcmTagSize)))
-            }
-        case .cbc, .cbcPad:
-            try Self.requireAES(key, bits: algorithm.aesBits, name: name)
-            let iv = try Self.requireCBCParameters(name, iv: iv, aad: aad)
-            let padded = algorithm.mode.isPadded
-            if !padded { try Self.requireWholeBlocks(plaintext, name: name, what: "plaintext") }
-            let value = try withSession { session in
-                try session.encrypt(
-                    Mechanism(padded ? CKM_AES_CBC_PAD : CKM_AES_CBC, .bytes(iv)), key: key.privateHandle,
-                    data: plaintext, capacity: plaintext.count + Self.aesBlockSize)
-            }
-            return Ciphertext(value: value, iv: iv, tag: nil)
         }
     }
 
@@ -51,38 +52,39 @@ extension VaultToken {
         _ id: TokenKeyID, algorithm: EncryptionAlgorithm, ciphertext: [UInt8],
         iv: [UInt8]? = nil, aad: [UInt8]? = nil, tag: [UInt8]? = nil
     ) throws(TokenKeyError) -> [UInt8] {
-        let key = try key(id)
-        let name = algorithm.rawValue
-        switch algorithm.mode {
-        case .rsa(let padding):
-            try Self.refuseAESParameters(name, iv: iv, aad: aad, tag: tag)
-            return try rsaDecrypt(key, padding: padding, name: name, ciphertext: ciphertext)
-        case .gcm:
-            try Self.requireAES(key, bits: algorithm.aesBits, name: name)
-            guard let iv, iv.count == Self.gcmNonceSize else {
-                throw .invalidInput("\(name) decryption needs the 12-byte iv that encryption returned")
-            }
-            guard let tag, tag.count == Self.gcmTagSize else {
-                throw .invalidInput("\(name) decryption needs the 16-byte tag that encryption returned")
-            }
-            return try decryptingUniformly {
-                try withSession { session in
-                    try session.decrypt(
-                        Mechanism(CKM_AES_GCM, .gcm(iv: iv, aad: aad ?? [], tagBits: Self.gcmTagSize * 8)),
-                        key: key.privateHandle, data: ciphertext + tag, capacity: ciphertext.count + Self.gcmTagSize)
+        try usingKey(id) { key throws(TokenKeyError) in
+            let name = algorithm.rawValue
+            switch algorithm.mode {
+            case .rsa(let padding):
+                try Self.refuseAESParameters(name, iv: iv, aad: aad, tag: tag)
+                return try rsaDecrypt(key, padding: padding, name: name, ciphertext: ciphertext)
+            case .gcm:
+                try Self.requireAES(key, bits: algorithm.aesBits, name: name)
+                guard let iv, iv.count == Self.gcmNonceSize else {
+                    throw .invalidInput("\(name) decryption needs the 12-byte iv that encryption returned")
                 }
-            }
-        case .cbc, .cbcPad:
-            try Self.requireAES(key, bits: algorithm.aesBits, name: name)
-            let iv = try Self.requireCBCParameters(name, iv: iv, aad: aad)
-            guard tag == nil else { throw .invalidInput("tag is only for AES-GCM, not \(name)") }
-            try Self.requireWholeBlocks(ciphertext, name: name, what: "ciphertext")
-            let padded = algorithm.mode.isPadded
-            return try decryptingUniformly {
-                try withSession { session in
-                    try session.decrypt(
-                        Mechanism(padded ? CKM_AES_CBC_PAD : CKM_AES_CBC, .bytes(iv)), key: key.privateHandle,
-                        data: ciphertext, capacity: ciphertext.count)
+                guard let tag, tag.count == Self.gcmTagSize else {
+                    throw .invalidInput("\(name) decryption needs the 16-byte tag that encryption returned")
+                }
+                return try decryptingUniformly {
+                    try withSession { session in
+                        try session.decrypt(
+                            Mechanism(CKM_AES_GCM, .gcm(iv: iv, aad: aad ?? [], tagBits: Self.gcmTagSize * 8)),
+                            key: key.privateHandle, data: ciphertext + tag, capacity: ciphertext.count + Self.gcmTagSize)
+                    }
+                }
+            case .cbc, .cbcPad:
+                try Self.requireAES(key, bits: algorithm.aesBits, name: name)
+                let iv = try Self.requireCBCParameters(name, iv: iv, aad: aad)
+                guard tag == nil else { throw .invalidInput("tag is only for AES-GCM, not \(name)") }
+                try Self.requireWholeBlocks(ciphertext, name: name, what: "ciphertext")
+                let padded = algorithm.mode.isPadded
+                return try decryptingUniformly {
+                    try withSession { session in
+                        try session.decrypt(
+                            Mechanism(padded ? CKM_AES_CBC_PAD : CKM_AES_CBC, .bytes(iv)), key: key.privateHandle,
+                            data: ciphertext, capacity: ciphertext.count)
+                    }
                 }
             }
         }

@@ -5,10 +5,11 @@ extension VaultToken {
     /// Signs a digest the caller computed (Azure never hashes for RS/PS/ES); for HS* the value is
     /// the message itself, which the token MACs.
     public func sign(_ id: TokenKeyID, algorithm: SignatureAlgorithm, digest: [UInt8]) throws(TokenKeyError) -> [UInt8] {
-        let key = try key(id)
-        let plan = try SignaturePlan(algorithm: algorithm, key: key, value: digest)
-        return try withSession { session in
-            try session.sign(plan.mechanism, key: key.privateHandle, data: plan.input, capacity: plan.signatureSize)
+        try usingKey(id) { key throws(TokenKeyError) in
+            let plan = try SignaturePlan(algorithm: algorithm, key: key, value: digest)
+            return try withSession { session in
+                try session.sign(plan.mechanism, key: key.privateHandle, data: plan.input, capacity: plan.signatureSize)
+            }
         }
     }
 
@@ -16,12 +17,13 @@ extension VaultToken {
     public func verify(
         _ id: TokenKeyID, algorithm: SignatureAlgorithm, digest: [UInt8], signature: [UInt8]
     ) throws(TokenKeyError) -> Bool {
-        let key = try key(id)
-        let plan = try SignaturePlan(algorithm: algorithm, key: key, value: digest)
-        guard signature.count == plan.signatureSize else { return false }
-        return try withSession { session in
-            try session.verify(
-                plan.mechanism, key: key.publicHandle ?? key.privateHandle, data: plan.input, signature: signature)
+        try usingKey(id) { key throws(TokenKeyError) in
+            let plan = try SignaturePlan(algorithm: algorithm, key: key, value: digest)
+            guard signature.count == plan.signatureSize else { return false }
+            return try withSession { session in
+                try session.verify(
+                    plan.mechanism, key: key.publicHandle ?? key.privateHandle, data: plan.input, signature: signature)
+            }
         }
     }
 }

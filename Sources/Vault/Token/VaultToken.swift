@@ -203,3 +203,31 @@ extension VaultToken {
         }
     }
 }
+
+extension VaultToken {
+    /// Runs an operation on a version's objects. If the token answers that a handle is stale (another
+    /// process destroyed or re-created the objects while hsmd ran, against docs/pkcs11.md's rules;
+    /// SoftHSM2 may then also answer CKR_GENERAL_ERROR), the version is found again by label and id
+    /// and the operation retried once. A version no longer in the token is reported missing.
+    func usingKey<R>(_ id: TokenKeyID, _ body: (TokenKey) throws(TokenKeyError) -> R) throws(TokenKeyError) -> R {
+        let key = try key(id)
+        do {
+            return try body(key)
+        } catch let error where error.isStaleHandle {
+            return try body(try reindex(key))
+        }
+    }
+
+    /// Looks a version's objects up again by label and id and replaces its index entry.
+    private func reindex(_ stale: TokenKey) throws(TokenKeyError) -> TokenKey {
+        let found = try withSession { session in try TokenIndexer(session: session).reread(stale.id) }
+        guard var fresh = found else {
+            index.withLock { _ = $0.removeValue(forKey: stale.id) }
+            throw .keyNotFound(stale.id)
+        }
+        // A restored secret key tells no size (see TokenIndexer): keep the one the index had.
+        if case .oct(bits: 0) = fresh.spec { fresh.spec = stale.spec }
+        index.withLock { $0[stale.id] = fresh }
+        return fresh
+    }
+}

@@ -44,6 +44,15 @@ struct StateCheck {
                 report.problem("the repair failed: \(error)")
             }
         }
+        let unnamed = (try? token.unnamedObjects().count) ?? 0
+        if unnamed > 0 {
+            let what = "\(unnamed) token objects with neither label nor id (left by a kill inside SoftHSM2's object write; hsmd never makes them)"
+            if repair, let removed = try? token.destroyUnnamedObjects(), removed == unnamed {
+                report.repaired(what + ": removed")
+            } else {
+                report.repairable(what, byStart: false)
+            }
+        }
         inspection.repairable.forEach { report.repairable($0) }
         inspection.problems.forEach { report.problem($0) }
         if inspection.problems.isEmpty { report.ok("metadata store: \(inspection.activeVersions) key versions, each with its token objects") }
@@ -63,9 +72,9 @@ struct StateCheck {
 
         mutating func ok(_ message: String) { lines.append("ok          \(message)") }
         mutating func repaired(_ message: String) { lines.append("repaired    \(message)") }
-        mutating func repairable(_ message: String) {
+        mutating func repairable(_ message: String, byStart: Bool = true) {
             isClean = false
-            lines.append("repairable  \(message) (hsmd --check-state --repair, or the next start)")
+            lines.append("repairable  \(message) (hsmd --check-state --repair\(byStart ? ", or the next start" : ""))")
         }
         mutating func problem(_ message: String) {
             isClean = false

@@ -71,7 +71,8 @@ final class KeyVaultTests: XCTestCase {
         XCTAssertEqual(try reopened.getKey("lost", version: nil).version.publicKey, bundle.version.publicKey,
                        "metadata and public key survive")
         XCTAssertThrowsError(try reopened.sign("lost", version: nil, algorithm: .es256, digest: .random(32))) { error in
-            guard case .internalFailure = error as? VaultError else { return XCTFail("\(error)") }
+            guard case .materialMissing(let message) = error as? VaultError else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("key lost version \(bundle.version.version)"), message)
         }
     }
 

@@ -162,3 +162,28 @@ extension VaultToken {
         }
     }
 }
+
+extension VaultToken {
+    /// Key objects with no label, no id and no key material: what a kill inside SoftHSM2's object
+    /// write leaves (the object made, its template only partly written). A tool's unnamed key still
+    /// has its material (modulus, EC parameters or point, a value length), so it is never one of these.
+    public func unnamedObjects() throws(TokenKeyError) -> [TokenObject] {
+        let unnamed = try unmanagedObjects(excluding: []).filter { $0.label.isEmpty && $0.id.isEmpty && $0.kind != .other }
+        return try withSession { session in
+            try unnamed.filter { object in
+                let material = try session.availableAttributeValues(
+                    of: object.handle, [CKA_MODULUS, CKA_EC_PARAMS, CKA_EC_POINT, CKA_VALUE_LEN])
+                return material.values.allSatisfy { $0.isEmpty || $0.allSatisfy { $0 == 0 } }
+            }
+        }
+    }
+
+    /// Destroys the unnamed objects (`hsmd --check-state --repair`); returns how many went.
+    public func destroyUnnamedObjects() throws(TokenKeyError) -> Int {
+        let unnamed = try unnamedObjects()
+        try withSession { session in
+            for object in unnamed { try? session.destroyObject(object.handle) }
+        }
+        return try unnamed.count - unnamedObjects().count
+    }
+}

@@ -1,7 +1,7 @@
 """Reliability tests of hsmd (issue #9), against the real daemon and SoftHSM2 token, from the
 repository root. The daemon is .build/debug/hsmd or HSMD_BIN; hsmctl is .build/debug/hsmctl or HSMCTL_BIN.
 
-Crash consistency (test_crash_*.py, crash_*.py; crash-consistency.md):
+Crash consistency (test_crash_*.py, crash_*.py; docs/RELIABILITY.md):
     python3 -m pytest Tests/reliability -q -k crash                         # short: 9 kills
     HSMD_CRASH_KILLS=200 python3 -m pytest Tests/reliability -q -k crash    # long: use N >= 200
     HSMD_RELIABILITY_REPORT=path writes the crash run's figures as JSON.

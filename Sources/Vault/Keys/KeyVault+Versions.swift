@@ -102,7 +102,7 @@ extension KeyVault {
     /// A key's versions in creation order.
     public func listVersions(_ name: String, maxResults: Int, after token: String?) throws(VaultError) -> Page<KeyBundle> {
         let record = try activeRecord(name)
-        if let token, Int(token) == nil { throw .badParameter("$skiptoken is not one hsmd issued: follow nextLink as given") }
+        if let token, (Int(token) ?? -1) < 0 { throw .badParameter("$skiptoken is not one hsmd issued: follow nextLink as given") }
         return Self.page(record.versions, maxResults: maxResults, after: token) {
             KeyBundle(name: record.name, version: $0, deletion: nil)
         }
@@ -113,7 +113,8 @@ extension KeyVault {
     static func page<Element, Item: Sendable>(
         _ elements: [Element], maxResults: Int, after token: String?, _ transform: (Element) -> Item
     ) -> Page<Item> {
-        let start = token.flatMap(Int.init).map { max(0, $0) } ?? 0
+        // Clamped first: a forged token near Int.max must not overflow the sum below.
+        let start = min(token.flatMap(Int.init).map { max(0, $0) } ?? 0, elements.count)
         let end = min(elements.count, start + maxResults)
         let items = start < end ? elements[start..<end].map(transform) : []
         return Page(items: items, nextToken: end < elements.count ? String(end) : nil)

@@ -65,7 +65,7 @@ public final class HTTPServer: Sendable {
             var limits = NIOHTTPDecoderLimitConfiguration()
             limits.maxHeaderListSize = maximumHeaderSize
             limits.maxHeaderFieldSize = maximumHeaderSize
-            limits.maxHeaderFieldCount = 100
+            limits.maxHeaderFieldCount = ProtocolErrorResponder.maximumHeaderFields
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                 withErrorHandling: false, withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
             try channel.pipeline.syncOperations.addHandler(ProtocolErrorResponder(maximumHeaderBytes: maximumHeaderSize))

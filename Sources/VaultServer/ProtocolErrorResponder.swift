@@ -11,6 +11,8 @@ final class ProtocolErrorResponder: ChannelDuplexHandler, RemovableChannelHandle
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
+    /// More fields than any client of this API sends; each is a separate allocation in the decoder.
+    static let maximumHeaderFields = 100
     private let maximumHeaderBytes: Int
     private var responseUnderway = false
 
@@ -27,7 +29,7 @@ final class ProtocolErrorResponder: ChannelDuplexHandler, RemovableChannelHandle
         if !responseUnderway {
             let response: Response = parserError == .headerOverflow
                 ? .error(.requestHeaderFieldsTooLarge, code: "RequestHeaderFieldsTooLarge",
-                         message: "the request's headers exceed the limit of \(maximumHeaderBytes) bytes")
+                         message: "the request's head exceeds the limits: \(maximumHeaderBytes) bytes and \(Self.maximumHeaderFields) header fields")
                 : .error(.badRequest, code: "BadRequest", message: "the request is not valid HTTP/1.1 (\(parserError))")
             RequestMetrics.rejectedCounter("malformed").increment()
             var headers = HTTPHeaders([("connection", "close"), ("content-type", "application/json; charset=utf-8")])

@@ -35,9 +35,9 @@ public struct Request: Sendable {
         headers = head.headers
         self.body = body
         self.requestID = requestID
-        let target = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let target = Self.originForm(head.uri).split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         path = Self.collapsingSlashes(target.first.map(String.init) ?? "/")
-        query = target.count > 1 ? Self.parseQuery(target[1]) : [:]
+        query = target.count > 1 ? Self.parseFields(target[1]) : [:]
     }
 
     /// The base URL a network caller reached hsmd on (`https://` + Host), for kids and links; nil on
@@ -49,6 +49,17 @@ public struct Request: Sendable {
                 || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0 | 0x20)) })
         else { return nil }
         return "https://\(host)"
+    }
+
+    /// A target in absolute form (`http://host/keys?…`, which RFC 9112 §3.2.2 says a server must
+    /// accept) as its path and query.
+    private static func originForm(_ uri: String) -> Substring {
+        let lowered = uri.prefix(8).lowercased()
+        guard lowered.hasPrefix("http://") || lowered.hasPrefix("https://"), let scheme = uri.range(of: "://") else {
+            return Substring(uri)
+        }
+        let rest = uri[scheme.upperBound...]
+        return rest.firstIndex { $0 == "/" || $0 == "?" }.map { rest[$0...].hasPrefix("?") ? "/" + rest[$0...] : rest[$0...] } ?? "/"
     }
 
     private static func collapsingSlashes(_ path: String) -> String {
@@ -63,12 +74,17 @@ public struct Request: Sendable {
         return result.isEmpty ? "/" : result
     }
 
-    private static func parseQuery(_ query: Substring) -> [String: String] {
+    /// `name=value&…` pairs, percent-decoded; in a form body (`plusIsSpace`) `+` is a space. A name
+    /// that does not decode is dropped and a value that does not decode is empty: never a trap.
+    static func parseFields(_ text: Substring, plusIsSpace: Bool = false) -> [String: String] {
+        func decoded(_ part: Substring) -> String? {
+            (plusIsSpace ? part.replacingOccurrences(of: "+", with: " ") : String(part)).removingPercentEncoding
+        }
         var parameters: [String: String] = [:]
-        for pair in query.split(separator: "&") {
+        for pair in text.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = parts.first.flatMap({ String($0).removingPercentEncoding }) else { continue }
-            parameters[name] = parts.count > 1 ? String(parts[1]).removingPercentEncoding ?? "" : ""
+            guard let name = parts.first.flatMap(decoded) else { continue }
+            parameters[name] = parts.count > 1 ? decoded(parts[1]) ?? "" : ""
         }
         return parameters
     }

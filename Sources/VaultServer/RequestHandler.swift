@@ -30,6 +30,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var body: ByteBuffer?
     private var bodyTooLarge = false
     private var overCapacity = false
+    /// Set once an answer says `connection: close`: bytes the client pipelined after it are ignored.
+    private var closing = false
     /// Armed while hsmd waits for the client's next request, from the connection's start or the last answer.
     private var clientDeadline: Scheduled<Void>?
 
@@ -89,6 +91,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         head = nil
         body = nil
+        closing = true
         let timeout = Response.error(
             .requestTimeout, code: "RequestTimeout",
             message: "the request did not arrive completely within \(clientTimeout.nanoseconds / 1_000_000_000) seconds")
@@ -96,6 +99,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
             self.head = head
@@ -136,7 +140,10 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         RequestMetrics.inFlight.increment()
         let received = Request(head: head, body: body, caller: caller, requestID: UUID().uuidString.lowercased())
         body = nil
-        let keepAlive = head.isKeepAlive && !bodyTooLarge
+        // CONNECT asks for a tunnel; NIO encodes the answer to it as one (no body, no end), so the
+        // connection must close after it.
+        let keepAlive = head.isKeepAlive && !bodyTooLarge && head.method != .CONNECT
+        closing = !keepAlive
         let (handler, request, servesWhileDegraded) = admit(received)
         let auditor = self.auditor
         let logger = self.logger
@@ -213,6 +220,7 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// log is behind the same pool), and closes the connection.
     private func reject(_ response: Response, context: ChannelHandlerContext) {
         body = nil
+        closing = true
         var response = response
         response.headers.add(name: "retry-after", value: "1")
         writeDirectly(response, keepAlive: false, context: context)

@@ -102,7 +102,10 @@ extension KeyVault {
     /// A key's versions in creation order.
     public func listVersions(_ name: String, maxResults: Int, after token: String?) throws(VaultError) -> Page<KeyBundle> {
         let record = try activeRecord(name)
-        if let token, (Int(token) ?? -1) < 0 { throw .badParameter("$skiptoken is not one hsmd issued: follow nextLink as given") }
+        // hsmd issues positions inside the list only (a key's versions never shrink while it exists).
+        if let token, !(0..<record.versions.count).contains(Int(token) ?? -1) {
+            throw .badParameter("$skiptoken is not one hsmd issued: follow nextLink as given")
+        }
         return Self.page(record.versions, maxResults: maxResults, after: token) {
             KeyBundle(name: record.name, version: $0, deletion: nil)
         }

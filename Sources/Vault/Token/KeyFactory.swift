@@ -43,6 +43,9 @@ struct KeyFactory {
             guard !rsa.d.isEmpty, !rsa.e.isEmpty else {
                 throw TokenKeyError.invalidInput("an RSA private key needs n, e and d")
             }
+            if let problem = rsa.consistencyProblem() {
+                throw TokenKeyError.invalidInput("the RSA key's parts are not one key: \(problem)")
+            }
             let rsaType: [Attribute] = [
                 .ulong(CKA_KEY_TYPE, CK_ULONG(CKK_RSA)),
                 .bytes(CKA_MODULUS, rsa.n), .bytes(CKA_PUBLIC_EXPONENT, rsa.e),

@@ -85,10 +85,13 @@ extension VaultAPI {
     /// OAuth2 client credentials (RFC 6749 §4.4): a form with client_id, client_secret and scope.
     private func tokenResponse(_ request: Request) -> Response {
         guard let identity else { return Self.httpsOff }
-        let form = Self.form(request)
         func oauthError(_ code: String, _ description: String, _ status: HTTPResponseStatus = .badRequest) -> Response {
             .json(["error": code, "error_description": description], status: status)
         }
+        guard Self.isWellFormedForm(request) else {
+            return oauthError("invalid_request", "the body must be an application/x-www-form-urlencoded form (RFC 6749 §4.4.2)")
+        }
+        let form = Self.form(request)
         guard form["grant_type"] == "client_credentials" else {
             return oauthError("unsupported_grant_type", "hsmd issues tokens for grant_type=client_credentials only")
         }
@@ -109,13 +112,31 @@ extension VaultAPI {
         return response
     }
 
+    /// Only the characters a form encoder produces, and every `%` followed by two hex digits.
+    private static func isWellFormedForm(_ request: Request) -> Bool {
+        guard let body = request.body else { return true }
+        let bytes = Array(body.readableBytesView)
+        for (index, byte) in bytes.enumerated() {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                continue
+            case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "*"),
+                UInt8(ascii: "+"), UInt8(ascii: "&"), UInt8(ascii: "="):
+                continue
+            case UInt8(ascii: "%"):
+                guard index + 2 < bytes.count, bytes[index + 1...index + 2].allSatisfy({ $0.isHexDigit })
+                else { return false }
+            default:
+                return false
+            }
+        }
+        return true
+    }
+
     private static func form(_ request: Request) -> [String: String] {
         guard let body = request.body else { return [:] }
-        var components = URLComponents()
-        components.percentEncodedQuery = String(decoding: body.readableBytesView, as: UTF8.self).replacingOccurrences(of: "+", with: "%20")
-        var values: [String: String] = [:]
-        for item in components.queryItems ?? [] { values[item.name] = item.value }
-        return values
+        // Parsed by hand: Foundation's URLComponents traps on a body that is not a valid query.
+        return Request.parseFields(Substring(String(decoding: body.readableBytesView, as: UTF8.self)), plusIsSpace: true)
     }
 
     private func inToken<R>(_ body: () throws -> R) throws(VaultError) -> R {
@@ -151,4 +172,10 @@ struct InstanceDiscovery: Encodable {
     var tenant_discovery_endpoint: String
     var api_version: String
     var metadata: [String]
+}
+
+private extension UInt8 {
+    var isHexDigit: Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(self | 0x20)
+    }
 }

@@ -52,6 +52,9 @@ extension VaultAPI {
         })
         router.add(.POST, "/hsmd/tokens", api("hsmd.issue-token", .roleAssignmentsWrite, .root) { request, _ in
             let body = try decode(TokenRequestBody.self, request)
+            guard !body.principal.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw VaultError.badParameter("principal must name a caller (uid:N, gid:N or a bound name), not be empty")
+            }
             let lifetime = Int64(body.ttlSeconds ?? 3600)
             guard (60...Self.maximumTokenLifetime).contains(lifetime) else {
                 throw VaultError.badParameter("ttlSeconds must be 60 to \(Self.maximumTokenLifetime)")

@@ -15,9 +15,23 @@ final class ProtocolErrorResponder: ChannelDuplexHandler, RemovableChannelHandle
     static let maximumHeaderFields = 100
     private let maximumHeaderBytes: Int
     private var responseUnderway = false
+    /// A request or an answer said `connection: close`: what the client sent after it gets no answer.
+    private var closing = false
+    private var lastRequestAsksToClose = false
 
     init(maximumHeaderBytes: Int) {
         self.maximumHeaderBytes = maximumHeaderBytes
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // A request that asks to close is the connection's last: once it has arrived whole, whatever
+        // bytes follow are not a request, and their parse error must not cut its answer off.
+        switch unwrapInboundIn(data) {
+        case .head(let head): lastRequestAsksToClose = !head.isKeepAlive
+        case .end: if lastRequestAsksToClose { closing = true }
+        case .body: break
+        }
+        context.fireChannelRead(data)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -25,8 +39,9 @@ final class ProtocolErrorResponder: ChannelDuplexHandler, RemovableChannelHandle
             context.fireErrorCaught(error)
             return
         }
-        // A response already begun cannot be replaced; the connection just closes.
-        if !responseUnderway {
+        if closing { return }
+        // A response already begun cannot be replaced, and after a closing one nothing more is said.
+        if !responseUnderway && !closing {
             let response: Response = parserError == .headerOverflow
                 ? .error(.requestHeaderFieldsTooLarge, code: "RequestHeaderFieldsTooLarge",
                          message: "the request's head exceeds the limits: \(maximumHeaderBytes) bytes and \(Self.maximumHeaderFields) header fields")
@@ -47,7 +62,9 @@ final class ProtocolErrorResponder: ChannelDuplexHandler, RemovableChannelHandle
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         // hsmd sends no informational (1xx) responses, so every head starts a real one.
-        case .head: responseUnderway = true
+        case .head(let head):
+            responseUnderway = true
+            if head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) { closing = true }
         case .end: responseUnderway = false
         default: break
         }

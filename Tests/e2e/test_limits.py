@@ -62,6 +62,8 @@ def test_oversized_head_gets_431_in_azure_shape(limited):
     b"NOT HTTP AT ALL\r\n\r\n",
     b"GET /health HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
     b"POST /keys/x/create HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+    # Asking to close does not excuse a broken body: it is answered, not left to the client timeout.
+    b"POST /keys/x/create HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
 ])
 def test_broken_framing_gets_400_in_azure_shape(limited, garbage):
     raw = connect(limited)

@@ -359,6 +359,22 @@ def hsmd_binary() -> Path:
     return Path(override) if override else REPO_ROOT / ".build" / "debug" / "hsmd"
 
 
+def terminate(process: subprocess.Popen | None, timeout: float, log) -> int | None:
+    """SIGTERM and wait for the exit code; a daemon that does not stop in time is killed and the
+    test fails with `log()`. None if there was no process."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"hsmd did not stop within {timeout}s of SIGTERM:\n{log()}")
+    return process.returncode
+
+
 class Daemon:
     """One hsmd process on a fresh state directory under a temp dir (kept short: socket paths are
     limited to ~107 bytes). The log goes beside the state directory, which must start empty.
@@ -400,17 +416,7 @@ class Daemon:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, then wait; returns the exit code (None if it was never started)."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise AssertionError(f"hsmd did not stop within {timeout}s of SIGTERM:\n{self.log_tail()}")
-        return self.process.returncode
+        return terminate(self.process, timeout, self.log_tail)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)

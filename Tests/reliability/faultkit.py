@@ -136,16 +136,7 @@ class Hsmd:
         raise AssertionError(f"hsmd started although it should have refused:\n{self.run_log()}")
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                raise AssertionError(f"hsmd did not stop within {timeout}s of SIGTERM:\n{self.run_log()}")
-        return self.process.returncode
+        return h.terminate(self.process, timeout, self.run_log)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

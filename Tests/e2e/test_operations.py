@@ -325,15 +325,7 @@ def wait_serving(socket_path: Path, process: subprocess.Popen, log: Path, timeou
 
 
 def terminate(process: subprocess.Popen, timeout: float = 30.0) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise AssertionError(f"hsmd did not stop within {timeout}s of SIGTERM")
-    return process.returncode
+    return h.terminate(process, timeout, lambda: "(see the test's log file)")
 
 
 def check_config(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -399,6 +399,10 @@ def known_defect(method: str, target: str, body: bytes | None = None) -> str | N
     corpus "bug" marks and the entry here go (the corpus cases stay, as plain regression tests)."""
     if method == "CONNECT":
         return "BUG-3: the answer to CONNECT loses its body and content-length (an empty 405/404)"
+    scoped = re.match(r"^/keys/([^/]+)/providers/microsoft\.authorization/roleassignments/", target_path(target).lower())
+    if method == "PUT" and scoped and "/" in (percent_decode(scoped.group(1)) or ""):
+        return ("BUG-12: PUT /keys/%2F/providers/.../roleAssignments/{guid} is accepted and makes the assignment at "
+                "/keys (and /keys/%2Fx at /keys/x), where the same path cannot then GET or DELETE it")
     return None
 
 

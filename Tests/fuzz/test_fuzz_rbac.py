@@ -7,7 +7,7 @@ import re
 import uuid
 
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 import fuzzlib as f
@@ -94,7 +94,7 @@ def admin_still_works(daemon):
 def cleanup(daemon, created):
     for kind, target in reversed(created):
         response = send(daemon, "DELETE", target)
-        assert response.status in (200, 404), response.describe()
+        assert response.status == 200, f"what PUT made could not be deleted again:{response.describe()}"
 
 
 @settings(max_examples=f.examples(150))
@@ -135,6 +135,7 @@ def test_hostile_role_assignments(rbac, custom_role, scope, name, body, custom):
     if custom and body.startswith(b'{"properties"'):
         body = S.dumps({"properties": {"roleDefinitionId": custom_role, "principalId": "uid:777"}})
     target = f"{scope}{P}/roleAssignments/{name}?api-version={f.API}"
+    assume(f.known_defect("PUT", target, body) is None)
     response = send(rbac, "PUT", target, body)
     event(f"PUT {response.status}")
     created = []
@@ -142,7 +143,7 @@ def test_hostile_role_assignments(rbac, custom_role, scope, name, body, custom):
         path_name = f.percent_decode(name) or name
         if response.status in (200, 201):
             stored = response.json
-            created.append(("assignment", f"{scope}{P}/roleAssignments/{path_name}?api-version={f.API}"))
+            created.append(("assignment", f"{stored['id']}?api-version={f.API}"))        # where it really is
             assert GUID_RE.match(path_name), f"an assignment was made under a name that is not a GUID{response.describe()}"
             assert stored["properties"]["roleDefinitionId"].startswith(ROLE_PREFIX), response.describe()
             again = send(rbac, "GET", f"{scope}{P}/roleAssignments/{path_name}?api-version={f.API}")

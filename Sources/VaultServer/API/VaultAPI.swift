@@ -60,6 +60,10 @@ public struct VaultAPI: Sendable {
             var response: Response
             do {
                 let version = try apiVersion(request)
+                // A %2F in the path would make a name (and so an RBAC scope) of more than one segment.
+                if let name = request.parameters["name"], name.contains("/") {
+                    throw VaultError.badParameter("a key name cannot contain '/' (%2F in the path)")
+                }
                 guard let principal = access.principal(request) else { throw VaultError.unauthenticated }
                 try access.authorize(principal, action, scope: scope.resolve(request))
                 response = try body(

@@ -393,16 +393,12 @@ def swift_int(text: str) -> int | None:
 
 
 def known_defect(method: str, target: str, body: bytes | None = None) -> str | None:
-    """The open defect a request would hit, if any : the
+    """The open defect a request would hit, if any: the
     fuzzers skip such requests (hypothesis.assume) so that they keep finding new defects instead of the same
     crash. Each entry has strict xfails in corpus/*.json; once a build fixes it they XPASS, and then both the
     corpus "bug" marks and the entry here go (the corpus cases stay, as plain regression tests)."""
     if method == "CONNECT":
         return "BUG-3: the answer to CONNECT loses its body and content-length (an empty 405/404)"
-    scoped = re.match(r"^/keys/([^/]+)/providers/microsoft\.authorization/roleassignments/", target_path(target).lower())
-    if method == "PUT" and scoped and "/" in (percent_decode(scoped.group(1)) or ""):
-        return ("BUG-12: PUT /keys/%2F/providers/.../roleAssignments/{guid} is accepted and makes the assignment at "
-                "/keys (and /keys/%2Fx at /keys/x), where the same path cannot then GET or DELETE it")
     return None
 
 

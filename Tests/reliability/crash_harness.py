@@ -387,9 +387,12 @@ class CrashHarness:
             self.violation("repair", f"hsmd --check-state --repair exited {repair.returncode}:\n{repair.stdout}{repair.stderr}")
         after = inspect.check_pairing(inspect.list_token_objects(self.daemon.state_dir),
                                       inspect.read_metadata(self.daemon.state_dir), settled=True)
-        if after.blank or after.violations != before.violations:
-            self.violation("repair", f"after --repair: blank {after.blank}, violations {after.violations}")
-        self.figures.blank_objects_removed = len(before.blank)
+        # The repair removes blank *key* objects, which it can tell from a tool's by their missing material;
+        # a blank data object has nothing to tell it by, so it stays (docs/state-directory.md).
+        keys_left = [obj for obj in after.blank if obj.kind in ("private", "public", "secret")]
+        if keys_left or after.violations != before.violations:
+            self.violation("repair", f"after --repair: blank key objects {keys_left}, violations {after.violations}")
+        self.figures.blank_objects_removed = len(before.blank) - len(after.blank)
 
     def _compare_rows(self, name: str, state: KeyState, metadata: inspect.Metadata) -> None:
         rows = [row for row in metadata.versions if row.name == name]

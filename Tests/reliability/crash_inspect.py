@@ -133,7 +133,7 @@ def read_metadata(state_dir: Path) -> Metadata:
 class Pairing:
     violations: list[str]
     interrupted: list[str]  # pending rows and purging keys, with the objects they have: reconciled at start
-    blank: list[str]  # objects a kill left without label and id inside SoftHSM2: documented, counted
+    blank: list["TokenObject"]  # objects a kill left without label and id inside SoftHSM2: documented, counted
 
 
 def check_pairing(objects: list[TokenObject], metadata: Metadata, settled: bool) -> Pairing:
@@ -148,7 +148,7 @@ def check_pairing(objects: list[TokenObject], metadata: Metadata, settled: bool)
         if not obj.label and not obj.id:
             # A kill inside SoftHSM2's object write leaves an object without its template: no label, no
             # id. hsmd never makes such objects and lists them as unmanaged (docs/RELIABILITY.md).
-            blank.append(str(obj))
+            blank.append(obj)
             continue
         if not obj.id or obj.kind not in ("private", "public", "secret"):
             violations.append(f"token object hsmd cannot have made: {obj}")

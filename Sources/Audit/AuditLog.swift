@@ -7,23 +7,26 @@ import Glibc
 /// The audit log: JSON lines in `DIR/audit.log`, each holding the hash of the one before, rotated to
 /// `audit-<time>.log` files when large, the chain running on across files.
 ///
-/// `append` returns only once its line is on disk (fsync). Concurrent appends are batched: a writer
-/// thread takes every line waiting, writes them, and syncs once. If the file cannot be written the
-/// append throws, and the caller must fail the request (fail closed). The writer retries on the
-/// next batch, reopening the file, so the log recovers once the fault is gone.
+/// `append` queues a record and returns at once; its completion runs, on the log's writer thread,
+/// once the line is durable as `AuditDurability` says. Appends are batched: the writer takes every
+/// line waiting, writes them, and syncs once. If the file cannot be written the completion gets
+/// the failure, and the caller must fail the request (fail closed). The writer retries on the next
+/// batch, reopening the file, so the log recovers once the fault is gone.
 public final class AuditLog: @unchecked Sendable {
     public struct Unavailable: Error, CustomStringConvertible {
         public let description: String
     }
 
+    /// Called once a record is durable (nil) or could not be written (why).
+    public typealias Completion = @Sendable (Unavailable?) -> Void
+
     public let directory: URL
+    public let durability: AuditDurability
     private let rotationSize: Int
     private let condition = NSCondition()
     // Guarded by `condition`.
-    private var waiting: [(record: AuditRecord, ticket: UInt64)] = []
-    private var nextTicket: UInt64 = 1
-    private var doneThrough: UInt64 = 0
-    private var failedTickets: [UInt64: String] = [:]
+    private var waiting: [(record: AuditRecord, completion: Completion)] = []
+    private var writing = false
     private var stopping = false
     private var lastBatchFailed = false
     // Owned by the writer thread after init.
@@ -31,36 +34,36 @@ public final class AuditLog: @unchecked Sendable {
     private var lastHash = AuditRecord.genesis
     private var lastSeq: UInt64 = 0
     private var writtenBytes = 0
-    private var thread: Thread?
+    private let encoder = AuditRecord.lineEncoder()
 
     public var currentFile: URL { directory.appendingPathComponent("audit.log") }
 
     /// Opens the log, continuing the chain from its last complete line.
-    public init(directory: URL, rotationSize: Int = 64 << 20) throws {
+    public init(directory: URL, rotationSize: Int = 64 << 20, durability: AuditDurability = .fsync) throws {
         self.directory = directory
         self.rotationSize = rotationSize
+        self.durability = durability
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         try resumeChain()
         try openFile()
-        let thread = Thread { [unowned self] in self.writeLoop() }
+        // The thread holds the log until `close` ends its loop.
+        let thread = Thread { self.writeLoop() }
         thread.name = "hsmd.audit"
-        self.thread = thread
         thread.start()
     }
 
-    /// Writes a record durably; throws `Unavailable` if it could not be.
-    public func append(_ record: AuditRecord) throws {
+    /// Queues a record; `completion` says whether it was written durably. After `close` it is
+    /// refused at once.
+    public func append(_ record: AuditRecord, completion: @escaping Completion) {
         condition.lock()
-        defer { condition.unlock() }
-        let ticket = nextTicket
-        nextTicket += 1
-        waiting.append((record, ticket))
-        condition.broadcast()
-        while doneThrough < ticket && !stopping { condition.wait() }
-        if let failure = failedTickets.removeValue(forKey: ticket) {
-            throw Unavailable(description: failure)
+        guard !stopping else {
+            condition.unlock()
+            completion(Unavailable(description: "the audit log is closed"))
+            return
         }
-        if doneThrough < ticket { throw Unavailable(description: "the audit log is closed") }
+        waiting.append((record, completion))
+        condition.signal()
+        condition.unlock()
     }
 
     /// False after a batch could not be written, until one can: callers refuse work meanwhile.
@@ -92,7 +95,7 @@ public final class AuditLog: @unchecked Sendable {
     /// Writes what is waiting and stops the writer.
     public func close() {
         condition.lock()
-        while !waiting.isEmpty { condition.wait() }
+        while !waiting.isEmpty || writing { condition.wait() }
         stopping = true
         condition.broadcast()
         condition.unlock()
@@ -110,22 +113,29 @@ public final class AuditLog: @unchecked Sendable {
                 return
             }
             let batch = waiting
-            waiting.removeAll()
+            waiting.removeAll(keepingCapacity: true)
+            writing = true
             condition.unlock()
 
             let failure = write(batch.map(\.record))
 
             condition.lock()
-            if let failure { for entry in batch { failedTickets[entry.ticket] = failure } }
             lastBatchFailed = failure != nil
-            doneThrough = batch.last!.ticket
+            condition.unlock()
+            let unavailable = failure.map(Unavailable.init(description:))
+            for entry in batch { entry.completion(unavailable) }
+            if failure == nil, durability == .write { syncWritten() }
+
+            condition.lock()
+            writing = false
             condition.broadcast()
             condition.unlock()
         }
     }
 
-    /// Chains, writes and syncs a batch; on failure undoes any partial write and keeps the chain
-    /// where it was. Returns the failure's description, or nil.
+    /// Chains and writes a batch, and syncs it unless the durability is `.write` (then
+    /// `syncWritten` follows once the batch is answered). On failure undoes any partial write and
+    /// keeps the chain where it was. Returns the failure's description, or nil.
     private func write(_ records: [AuditRecord]) -> String? {
         do {
             try reopenIfMoved()
@@ -136,13 +146,13 @@ public final class AuditLog: @unchecked Sendable {
                 seq += 1
                 record.seq = seq
                 record.previous = hash
-                record.hash = record.computedHash()
-                hash = record.hash
-                bytes.append(AuditRecord.line(record))
+                let line = record.chainedLine(encoder)
+                hash = line.hash
+                bytes.append(line.bytes)
                 bytes.append(UInt8(ascii: "\n"))
             }
             let start = lseek(file, 0, SEEK_END)
-            guard writeFully(bytes), fsync(file) == 0 else {
+            guard writeFully(bytes), durability == .write || fsync(file) == 0 else {
                 let reason = String(cString: strerror(errno))
                 if start >= 0 { _ = ftruncate(file, start) }
                 throw Unavailable(description: "cannot write \(currentFile.path): \(reason)")
@@ -151,10 +161,7 @@ public final class AuditLog: @unchecked Sendable {
             lastSeq = seq
             writtenBytes = Int(start) + bytes.count
         } catch {
-            if file >= 0 {
-                Glibc.close(file)
-                file = -1
-            }
+            closeFile()
             return "\(error)"
         }
         // The batch is durable whatever happens to the rotation: its requests succeed. A rotation
@@ -163,7 +170,23 @@ public final class AuditLog: @unchecked Sendable {
         return nil
     }
 
+    /// With `.write` durability the lines are answered once in the file; this syncs them. A failed
+    /// sync cannot unsay the answers: it marks the log failed, so requests are refused until a
+    /// batch is written and synced again.
+    private func syncWritten() {
+        guard file >= 0, fsync(file) != 0 else { return }
+        condition.lock()
+        lastBatchFailed = true
+        condition.unlock()
+        closeFile()
+    }
 
+    private func closeFile() {
+        if file >= 0 {
+            Glibc.close(file)
+            file = -1
+        }
+    }
 
     /// Writes all of `bytes`. A short write sets no errno; writing on after it does (ENOSPC when
     /// the filesystem is full), so a failure always leaves errno naming its cause.
@@ -185,11 +208,14 @@ public final class AuditLog: @unchecked Sendable {
     private func rotate() throws {
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
         let rotated = directory.appendingPathComponent(String(format: "audit-%@-%012llu.log", stamp, lastSeq))
+        // Lines answered before their sync (`.write`) are synced with the file they are in.
+        guard durability == .fsync || fsync(file) == 0 else {
+            throw Unavailable(description: "cannot sync \(currentFile.path): \(String(cString: strerror(errno)))")
+        }
         guard rename(currentFile.path, rotated.path) == 0 else {
             throw Unavailable(description: "cannot rotate \(currentFile.path): \(String(cString: strerror(errno)))")
         }
-        Glibc.close(file)
-        file = -1
+        closeFile()
         try openFile()
     }
 
@@ -212,8 +238,7 @@ public final class AuditLog: @unchecked Sendable {
                 opened.st_ino == named.st_ino, opened.st_dev == named.st_dev {
                 return
             }
-            Glibc.close(file)
-            file = -1
+            closeFile()
         }
         try openFile()
     }

@@ -53,15 +53,52 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public func computedHash() -> String {
         var unhashed = self
         unhashed.hash = ""
-        let digest = SHA256.hash(data: Self.line(unhashed))
-        return digest.map { String(format: "%02x", $0) }.joined()
+        return Self.hexDigest(Self.line(unhashed))
     }
 
     /// The record as one line of JSON, keys sorted (the canonical form the hash covers).
     static func line(_ record: AuditRecord) -> Data {
+        line(record, lineEncoder())
+    }
+
+    static func line(_ record: AuditRecord, _ encoder: JSONEncoder) -> Data {
+        // Encoding strings and integers cannot fail.
+        try! encoder.encode(record)
+    }
+
+    static func lineEncoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Encoding strings and integers cannot fail.
-        return try! encoder.encode(record)
+        return encoder
+    }
+
+    /// The line to write for this record, `hash` computed, and that hash: one encoding instead of
+    /// two. The canonical form (hash empty) differs from the final line only in the hash's value;
+    /// with sorted keys `"hash":""` comes first or right after `action`, and inside a string value
+    /// every quote is escaped, so its first occurrence is the field.
+    func chainedLine(_ encoder: JSONEncoder) -> (bytes: Data, hash: String) {
+        var unhashed = self
+        unhashed.hash = ""
+        let canonical = Self.line(unhashed, encoder)
+        let hash = Self.hexDigest(canonical)
+        guard let field = canonical.range(of: Self.emptyHashField) else {
+            preconditionFailure("an encoded audit record has no hash field")
+        }
+        var bytes = canonical
+        bytes.replaceSubrange(field, with: Data("\"hash\":\"\(hash)\"".utf8))
+        return (bytes, hash)
+    }
+
+    private static let emptyHashField = Data("\"hash\":\"\"".utf8)
+
+    private static func hexDigest(_ data: Data) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var hex = [UInt8]()
+        hex.reserveCapacity(64)
+        for byte in SHA256.hash(data: data) {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
 }

@@ -5,8 +5,8 @@ import NIOHTTP1
 import NIOPosix
 
 /// Reads one request at a time from a connection (the pipelining handler in front of it orders
-/// them), runs its route and audits it on the blocking pool (so the event loop never waits on the
-/// token or on an fsync), and writes the answer.
+/// them), runs its route on the blocking pool (so the event loop never waits on the token), and
+/// writes the answer once its audit record is durable (so neither waits on an fsync).
 ///
 /// It also guards the daemon's capacity: a connection past the limit, or a request arriving while
 /// the pool's queue is full, is answered 503 with Retry-After at once; a client that does not
@@ -148,46 +148,8 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         let auditor = self.auditor
         let logger = self.logger
         let onLoop = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        blockingPool.runIfActive(eventLoop: context.eventLoop) { () -> Response in
-            var response: Response
-            let refused = !servesWhileDegraded && !(auditor?.isAvailable ?? true)
-            if refused {
-                RequestMetrics.rejectedCounter("audit_unavailable").increment()
-                response = .error(.serviceUnavailable, code: "AuditLogUnavailable",
-                                  message: "hsmd cannot write its audit log, so it refuses requests until it can")
-            } else {
-                switch handler {
-                case .immediate(let respond):
-                    response = respond(request)
-                case .blocking(let respond):
-                    do {
-                        response = try respond(request)
-                    } catch {
-                        // Routes map every expected failure themselves; this is a bug, not the caller's fault.
-                        logger.error("unhandled error in a route", metadata: ["request_id": "\(request.requestID)", "error": "\(error)"])
-                        response = .error(.internalServerError, code: "InternalError", message: "hsmd failed to handle the request (request id \(request.requestID))")
-                    }
-                }
-            }
-            guard let auditor else { return response }
-            do {
-                let elapsed = Int((DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1000)
-                try auditor.record(request, response, latencyMicroseconds: elapsed)
-            } catch {
-                logger.critical("audit log write failed; refusing requests until it can be written", metadata: ["error": "\(error)"])
-                // A refused or unavailable answer did nothing, so the caller may simply retry later;
-                // health, readiness and metrics only read, and must still say what is wrong.
-                if refused || servesWhileDegraded || response.status == .serviceUnavailable { return response }
-                var failure = Response.error(
-                    .internalServerError, code: "AuditLogUnavailable",
-                    message: "hsmd could not write its audit log; the outcome of this request is unknown to the caller (request id \(request.requestID))")
-                failure.audit = response.audit
-                return failure
-            }
-            return response
-        }.whenComplete { result in
-            let response = (try? result.get())
-                ?? .error(.serviceUnavailable, code: "ServiceUnavailable", message: "hsmd is shutting down")
+        let answered = context.eventLoop.makePromise(of: Response.self)
+        answered.futureResult.whenSuccess { response in
             let (handler, context) = onLoop.value
             handler.admission.finishRequest()
             handler.write(response, for: request, keepAlive: keepAlive, context: context)
@@ -195,6 +157,52 @@ final class RequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             RequestMetrics.record(
                 operation: response.audit?.operation ?? "unrouted", status: response.status.code,
                 keyType: response.audit?.keyType, startedAt: started.uptimeNanoseconds)
+        }
+        // The pool thread runs the route and queues the audit record, then is free: the answer
+        // goes out from the audit log's writer once the record is durable, straight to the event loop.
+        blockingPool.submit { state in
+            guard state == .active else {
+                answered.succeed(.error(.serviceUnavailable, code: "ServiceUnavailable", message: "hsmd is shutting down"))
+                return
+            }
+            let refused = !servesWhileDegraded && !(auditor?.isAvailable ?? true)
+            let response: Response
+            if refused {
+                RequestMetrics.rejectedCounter("audit_unavailable").increment()
+                response = .error(.serviceUnavailable, code: "AuditLogUnavailable",
+                                  message: "hsmd cannot write its audit log, so it refuses requests until it can")
+            } else {
+                response = Self.run(handler, request, logger: logger)
+            }
+            guard let auditor else { return answered.succeed(response) }
+            let elapsed = Int((DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1000)
+            auditor.record(request, response, latencyMicroseconds: elapsed) { failure in
+                guard let failure else { return answered.succeed(response) }
+                logger.critical("audit log write failed; refusing requests until it can be written", metadata: ["error": "\(failure)"])
+                // A refused or unavailable answer did nothing, so the caller may simply retry later;
+                // health, readiness and metrics only read, and must still say what is wrong.
+                if refused || servesWhileDegraded || response.status == .serviceUnavailable { return answered.succeed(response) }
+                var unknown = Response.error(
+                    .internalServerError, code: "AuditLogUnavailable",
+                    message: "hsmd could not write its audit log; the outcome of this request is unknown to the caller (request id \(request.requestID))")
+                unknown.audit = response.audit
+                answered.succeed(unknown)
+            }
+        }
+    }
+
+    private static func run(_ handler: RouteHandler, _ request: Request, logger: Logger) -> Response {
+        switch handler {
+        case .immediate(let respond):
+            return respond(request)
+        case .blocking(let respond):
+            do {
+                return try respond(request)
+            } catch {
+                // Routes map every expected failure themselves; this is a bug, not the caller's fault.
+                logger.error("unhandled error in a route", metadata: ["request_id": "\(request.requestID)", "error": "\(error)"])
+                return .error(.internalServerError, code: "InternalError", message: "hsmd failed to handle the request (request id \(request.requestID))")
+            }
         }
     }
 

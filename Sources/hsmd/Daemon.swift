@@ -49,6 +49,7 @@ struct Daemon {
     let https: HTTPSOptions?
     let socketGroup: gid_t?
     let auditRotationSize: Int
+    let auditDurability: AuditDurability
     let authority: String
     let socketPath: String
     /// The listening socket systemd passed, which replaces the one at `socketPath`.
@@ -80,7 +81,7 @@ struct Daemon {
             token: token, storePath: directory.metadataStore, settings: vaultSettings, logger: logger, rebuildMetadata: rebuildMetadata)
         let accessControl = try AccessControl(
             vault: vault, initialAdministrators: access.initialAdministrators, bindings: access.bindings)
-        let auditLog = try AuditLog(directory: directory.auditDirectory, rotationSize: auditRotationSize)
+        let auditLog = try AuditLog(directory: directory.auditDirectory, rotationSize: auditRotationSize, durability: auditDurability)
         shutdown.add { auditLog.close() }
         let blockingPool = NIOThreadPool(numberOfThreads: max(2, ProcessInfo.processInfo.activeProcessorCount * 2))
         blockingPool.start()

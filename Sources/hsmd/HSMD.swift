@@ -108,6 +108,11 @@ struct HSMD: ParsableCommand {
     @Option(help: ArgumentHelp("Size at which the audit log rotates to a new file, in bytes (default: 64 MiB).", valueName: "BYTES"))
     var auditRotateBytes: Int?
 
+    @Option(help: ArgumentHelp(
+        "When an audited request is answered: fsync (default), once its audit line is on disk; write, once the line is in the file and before its fsync, which survives a crash of hsmd but not of the machine (docs/security.md).",
+        valueName: "WHEN"))
+    var auditDurability: String?
+
     @Option(help: ArgumentHelp("Base URL that kids, recovery ids and next links are written on (default: https://localhost).", valueName: "URL"))
     var authority: String?
 
@@ -144,6 +149,11 @@ struct HSMD: ParsableCommand {
     var maxPendingRequests: Int?
 
     @Option(help: ArgumentHelp(
+        "Key versions kept as in-memory copies inside the token library once used, for speed: SoftHSM2 re-reads a token object's file on every use (default: 1024; 0: none).",
+        valueName: "N"))
+    var sessionKeyCopies: Int?
+
+    @Option(help: ArgumentHelp(
         "Time a client has to send its next request in full; then 408 mid-request, or the idle connection closes (default: 60).",
         valueName: "SECONDS"))
     var clientTimeoutSeconds: Int?
@@ -161,12 +171,13 @@ struct HSMD: ParsableCommand {
         put("user-pin-file", userPINFile); put("user-pin-env", userPINEnv); put("so-pin-file", soPINFile); put("so-pin-env", soPINEnv)
         put("admin", admins); put("principal", principals); put("socket-group", socketGroup)
         put("tls-port", tlsPort); put("tls-host", tlsHost); put("tls-name", tlsName); put("tenant", tenant)
-        put("audit-rotate-bytes", auditRotateBytes); put("authority", authority); put("retention-days", retentionDays)
+        put("audit-rotate-bytes", auditRotateBytes); put("audit-durability", auditDurability)
+        put("authority", authority); put("retention-days", retentionDays)
         put("purge-protection", purgeProtection); put("max-body-bytes", maxBodyBytes); put("log-level", logLevel)
         put("log-format", logFormat); put("metrics-port", metricsPort); put("metrics-host", metricsHost)
         put("max-header-bytes", maxHeaderBytes); put("max-connections", maxConnections)
         put("max-pending-requests", maxPendingRequests); put("client-timeout-seconds", clientTimeoutSeconds)
-        put("existing-token", existingToken)
+        put("existing-token", existingToken); put("session-key-copies", sessionKeyCopies)
         return settings
     }
 
@@ -203,6 +214,7 @@ struct HSMD: ParsableCommand {
         options.modulePath = settings.module
         options.tokenLabel = settings.tokenLabel
         options.existingToken = settings.existingToken
+        options.sessionKeyCopies = settings.sessionKeyCopies
         options.userPIN = settings.userPINFile.map(PINSource.file) ?? settings.userPINEnv.map(PINSource.environment)
         options.soPIN = settings.soPINFile.map(PINSource.file) ?? settings.soPINEnv.map(PINSource.environment)
         let directory = StateDirectory(path: settings.stateDirectory)
@@ -229,7 +241,7 @@ struct HSMD: ParsableCommand {
         let daemon = Daemon(
             directory: directory, provisioning: options, vaultSettings: vaultSettings, rebuildMetadata: rebuildMetadata, access: access,
             https: settings.tlsPort.map { HTTPSOptions(host: settings.tlsHost, port: $0, extraNames: settings.tlsNames, tenant: settings.tenant) },
-            socketGroup: socketGroupID, auditRotationSize: settings.auditRotateBytes, authority: settings.authority,
+            socketGroup: socketGroupID, auditRotationSize: settings.auditRotateBytes, auditDurability: settings.auditDurability, authority: settings.authority,
             socketPath: activated?.path ?? settings.socket ?? directory.defaultSocket.path, activatedSocket: activated?.descriptor,
             limits: ServerLimits(
                 maximumBodySize: settings.maxBodyBytes, maximumHeaderSize: settings.maxHeaderBytes,

@@ -34,7 +34,7 @@ final class AuditLogTests: XCTestCase {
         let records = (0..<200).map { record($0) }
         let failures = FailureCount()
         DispatchQueue.concurrentPerform(iterations: records.count) { index in
-            do { try log.append(records[index]) } catch { failures.add() }
+            do { try log.appendWaiting(records[index]) } catch { failures.add() }
         }
         log.close()
         XCTAssertEqual(failures.value, 0)
@@ -46,7 +46,7 @@ final class AuditLogTests: XCTestCase {
 
     func testEditingDeletingOrReorderingALineIsFoundWithItsPosition() throws {
         let log = try AuditLog(directory: directory)
-        for index in 0..<10 { try log.append(record(index)) }
+        for index in 0..<10 { try log.appendWaiting(record(index)) }
         log.close()
         let file = directory.appendingPathComponent("audit.log")
         let original = try lines(file)
@@ -76,10 +76,10 @@ final class AuditLogTests: XCTestCase {
 
     func testRotationAndRestartsKeepTheChain() throws {
         var log = try AuditLog(directory: directory, rotationSize: 2000)
-        for index in 0..<20 { try log.append(record(index)) }
+        for index in 0..<20 { try log.appendWaiting(record(index)) }
         log.close()
         log = try AuditLog(directory: directory, rotationSize: 2000)
-        for index in 20..<30 { try log.append(record(index)) }
+        for index in 20..<30 { try log.appendWaiting(record(index)) }
         log.close()
         let files = AuditFiles.ordered(in: directory)
         XCTAssertGreaterThan(files.count, 2, "the log rotated")
@@ -94,14 +94,14 @@ final class AuditLogTests: XCTestCase {
 
     func testATornLastLineIsCutAtRestart() throws {
         var log = try AuditLog(directory: directory)
-        for index in 0..<3 { try log.append(record(index)) }
+        for index in 0..<3 { try log.appendWaiting(record(index)) }
         log.close()
         let handle = try FileHandle(forWritingTo: directory.appendingPathComponent("audit.log"))
         try handle.seekToEnd()
         try handle.write(contentsOf: Data("{\"seq\":4,\"tim".utf8))
         try handle.close()
         log = try AuditLog(directory: directory)
-        try log.append(record(3))
+        try log.appendWaiting(record(3))
         log.close()
         let report = AuditVerifier.verify(directory: directory)
         XCTAssertNil(report.firstBreak?.reason)
@@ -110,23 +110,58 @@ final class AuditLogTests: XCTestCase {
 
     func testAnUnwritableLogFailsAppendsAndRecovers() throws {
         let log = try AuditLog(directory: directory)
-        try log.append(record(0))
+        try log.appendWaiting(record(0))
         // Replace the directory by a file: the log can neither be reopened nor written (even as root).
         let moved = directory.appendingPathExtension("moved")
         try FileManager.default.moveItem(at: directory, to: moved)
         try Data().write(to: directory)
-        XCTAssertThrowsError(try log.append(record(1))) { error in
+        XCTAssertThrowsError(try log.appendWaiting(record(1))) { error in
             XCTAssertTrue("\(error)".contains("cannot open"), "\(error)")
         }
         XCTAssertFalse(log.isHealthy)
         try FileManager.default.removeItem(at: directory)
         try FileManager.default.moveItem(at: moved, to: directory)
-        try log.append(record(2))
+        try log.appendWaiting(record(2))
         XCTAssertTrue(log.isHealthy)
         log.close()
         let report = AuditVerifier.verify(directory: directory)
         XCTAssertNil(report.firstBreak?.reason)
         XCTAssertEqual(report.lines, 2, "the failed line was never written; the chain goes on from the last good one")
+    }
+
+    func testWriteDurabilityAnswersWithTheLineInTheFileAndKeepsTheChainAcrossRotations() throws {
+        let log = try AuditLog(directory: directory, rotationSize: 2000, durability: .write)
+        for index in 0..<30 {
+            try log.appendWaiting(record(index))
+            let newest = try AuditFiles.ordered(in: directory).reversed().lazy.map(lines).first { !$0.isEmpty }
+            XCTAssertTrue(newest?.last?.contains("\"req-\(index)\"") ?? false, "line \(index) is in the file when its append completes")
+        }
+        log.close()
+        XCTAssertGreaterThan(AuditFiles.ordered(in: directory).count, 2, "the log rotated")
+        let report = AuditVerifier.verify(directory: directory)
+        XCTAssertNil(report.firstBreak?.reason)
+        XCTAssertEqual(report.lines, 30)
+    }
+
+    func testAnAppendAfterCloseIsRefused() throws {
+        let log = try AuditLog(directory: directory)
+        log.close()
+        XCTAssertThrowsError(try log.appendWaiting(record(0))) { error in
+            XCTAssertTrue("\(error)".contains("closed"), "\(error)")
+        }
+    }
+
+    func testTheWrittenLineIsTheCanonicalRecordWithItsHash() throws {
+        var chained = record(7)
+        chained.seq = 8
+        chained.previous = String(repeating: "ab", count: 32)
+        let line = chained.chainedLine(AuditRecord.lineEncoder())
+        let decoded = try JSONDecoder().decode(AuditRecord.self, from: line.bytes)
+        XCTAssertEqual(decoded.hash, line.hash)
+        XCTAssertEqual(decoded.computedHash(), line.hash, "the hash covers the record as the verifier encodes it")
+        chained.hash = line.hash
+        XCTAssertEqual(decoded, chained)
+        XCTAssertEqual(line.bytes, AuditRecord.line(chained), "the line is the one a full encoding gives")
     }
 
     func testRecordsCarryNoPayloadFields() throws {

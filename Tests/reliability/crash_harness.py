@@ -41,6 +41,7 @@ class Settings:
     max_delay: float = 2.0
     keep_going: bool = False  # go on after a violation (deduplicated), to count them
     max_seconds: float | None = None  # stop killing after this long; the figures say how far it got
+    daemon_args: tuple[str, ...] = ()  # hsmd's options, e.g. ("--audit-durability", "write")
 
     @classmethod
     def from_environment(cls) -> "Settings":
@@ -57,8 +58,8 @@ class CrashDaemon(h.Daemon):
     """The e2e daemon, restartable after SIGKILL on the same state directory with the same binary
     and arguments. Daemon.start truncates its log, so each run's log is appended to hsmd-all.log."""
 
-    def __init__(self, binary: Path | None = None):
-        super().__init__(binary=binary)
+    def __init__(self, *args: str, binary: Path | None = None):
+        super().__init__(*args, binary=binary)
         self.all_logs = self.workdir / "hsmd-all.log"
 
     def start(self, timeout: float = 60.0) -> "CrashDaemon":
@@ -106,7 +107,7 @@ class CrashHarness:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.rng = random.Random(settings.seed)
-        self.daemon = CrashDaemon()
+        self.daemon = CrashDaemon(*settings.daemon_args)
         self.client = h.Client(str(self.daemon.socket_path), api=API)
         # Each worker owns its slots; a slot's name is replaced when it leaves the model (quarantine).
         self.slots = [[f"w{w}-k{k}" for k in range(settings.names_per_worker)] for w in range(settings.workers)]

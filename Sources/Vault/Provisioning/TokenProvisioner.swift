@@ -16,6 +16,8 @@ public struct TokenProvisioner: Sendable {
         /// Use the token labelled `tokenLabel` that the module already has (its SoftHSM2 config from
         /// `SOFTHSM2_CONF`), instead of provisioning one. First start only; needs the user PIN.
         public var existingToken = false
+        /// Versions in use kept as in-memory copies in the token library (0: none).
+        public var sessionKeyCopies = VaultToken.defaultSessionCopies
 
         public init() {}
     }
@@ -53,7 +55,7 @@ public struct TokenProvisioner: Sendable {
             }
             var userPIN = try resolvedPIN(options.userPIN, generated: directory.userPINFile, manifest: manifest, role: "user")
             defer { userPIN.zeroize() }
-            let token = try VaultToken(module: module, slot: slot, userPIN: userPIN)
+            let token = try VaultToken(module: module, slot: slot, userPIN: userPIN, sessionCopies: options.sessionKeyCopies)
             return (token, lock)
         } catch {
             try? module.finalize()

@@ -20,6 +20,11 @@ public struct TokenKey: Sendable {
             (id, spec, privateHandle, publicHandle, publicKey, isHMACKey)
     }
 
+    /// The same version on other objects (its session copies).
+    func withHandles(_ privateHandle: ObjectHandle, _ publicHandle: ObjectHandle?) -> TokenKey {
+        TokenKey(id: id, spec: spec, privateHandle: privateHandle, publicHandle: publicHandle, publicKey: publicKey, isHMACKey: isHMACKey)
+    }
+
     var modulusSize: Int {
         if case .rsa(let bits) = spec { return bits / 8 }
         return 0

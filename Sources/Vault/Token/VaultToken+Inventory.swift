@@ -83,6 +83,7 @@ extension VaultToken {
                 try session.setAttributeValues(of: handle, [.string(CKA_LABEL, label), .bytes(CKA_ID, objectID)])
             }
         }
+        sessionCopies.forget(id)
         index.withLock { _ = $0.removeValue(forKey: id) }
     }
 

@@ -4,7 +4,8 @@ import Synchronization
 
 /// hsmd's keys in the PKCS#11 token. It holds the login and one anchor session for its whole life
 /// (SoftHSM2 invalidates object handles when the last session closes), indexes every key object
-/// once when opened, and runs each operation on a session of its own from the pool.
+/// once when opened, and runs each operation on a session of its own from the pool, on in-memory
+/// copies of the version's objects once it has been used (`SessionKeyCopies`).
 ///
 /// Every method blocks on the token: call them from a thread pool, never from an event loop.
 public final class VaultToken: Sendable {
@@ -18,11 +19,16 @@ public final class VaultToken: Sendable {
     /// The trusted key that wraps backups; nil on a token hsmd did not provision.
     let domainKey: ObjectHandle?
     public var hasDomainKey: Bool { domainKey != nil }
+    let sessionCopies: SessionKeyCopies
     /// The token-signing key's handles, once looked up or made.
     let serviceKeyLock = Mutex<(ObjectHandle, ObjectHandle)?>(nil)
 
-    /// Logs in with the user PIN and indexes the token's keys.
-    public init(module: PKCS11Module, slot: CK_SLOT_ID, userPIN: [UInt8]) throws {
+    /// Versions kept as in-memory copies when no number is given.
+    public static let defaultSessionCopies = 1024
+
+    /// Logs in with the user PIN and indexes the token's keys. Up to `sessionCopies` versions in
+    /// use are kept as in-memory copies (0: none).
+    public init(module: PKCS11Module, slot: CK_SLOT_ID, userPIN: [UInt8], sessionCopies: Int = defaultSessionCopies) throws {
         self.module = module
         self.pool = SessionPool(module: module, slot: slot)
         self.tokenInfo = try module.tokenInfo(slot: slot)
@@ -40,11 +46,13 @@ public final class VaultToken: Sendable {
         self.index = Mutex(Dictionary(uniqueKeysWithValues: keys.map { ($0.id, $0) }))
         self.unmanagedObjects = unmanaged
         self.domainKey = try anchor.findObjects([.string(CKA_LABEL, DomainKey.label), .bool(CKA_TRUSTED, true)]).first
+        self.sessionCopies = SessionKeyCopies(owner: try module.openSession(slot: slot), capacity: sessionCopies)
     }
 
     /// Closes every session, logs out and finalises the module. Call after the last operation
     /// has returned.
     public func close() {
+        sessionCopies.close()
         pool.closeAll()
         try? anchor.logout()
         try? anchor.close()
@@ -109,6 +117,7 @@ public final class VaultToken: Sendable {
                 try session.destroyObject(object)
             }
         }
+        sessionCopies.forget(id)
         index.withLock { _ = $0.removeValue(forKey: id) }
     }
 
@@ -119,6 +128,7 @@ public final class VaultToken: Sendable {
             try session.destroyObject(key.privateHandle)
             if let publicHandle = key.publicHandle { try session.destroyObject(publicHandle) }
         }
+        sessionCopies.forget(id)
         index.withLock { _ = $0.removeValue(forKey: id) }
     }
 
@@ -189,6 +199,7 @@ extension VaultToken {
                 }
             }
         }
+        sessionCopies.forget(id)
     }
 }
 
@@ -205,12 +216,20 @@ extension VaultToken {
 }
 
 extension VaultToken {
-    /// Runs an operation on a version's objects. If the token answers that a handle is stale (another
-    /// process destroyed or re-created the objects while hsmd ran, against docs/pkcs11.md's rules;
-    /// SoftHSM2 may then also answer CKR_GENERAL_ERROR), the version is found again by label and id
-    /// and the operation retried once. A version no longer in the token is reported missing.
+    /// Runs an operation on a version's in-memory copies, or on its token objects when it has none.
+    /// If the token answers that a handle is stale (another process destroyed or re-created the
+    /// objects while hsmd ran, against docs/pkcs11.md's rules; SoftHSM2 may then also answer
+    /// CKR_GENERAL_ERROR), the version is found again by label and id and the operation retried
+    /// once. A version no longer in the token is reported missing.
     func usingKey<R>(_ id: TokenKeyID, _ body: (TokenKey) throws(TokenKeyError) -> R) throws(TokenKeyError) -> R {
         let key = try key(id)
+        if let copy = sessionCopies.copy(of: key) {
+            do {
+                return try body(copy)
+            } catch let error where error.isStaleHandle {
+                sessionCopies.forget(id)
+            }
+        }
         do {
             return try body(key)
         } catch let error where error.isStaleHandle {
@@ -220,6 +239,7 @@ extension VaultToken {
 
     /// Looks a version's objects up again by label and id and replaces its index entry.
     private func reindex(_ stale: TokenKey) throws(TokenKeyError) -> TokenKey {
+        sessionCopies.forget(stale.id)
         let found = try withSession { session in try TokenIndexer(session: session).reread(stale.id) }
         guard var fresh = found else {
             index.withLock { _ = $0.removeValue(forKey: stale.id) }

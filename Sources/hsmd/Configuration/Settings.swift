@@ -1,4 +1,5 @@
 import Foundation
+import Audit
 import Logging
 import Vault
 
@@ -10,11 +11,11 @@ struct Settings {
         "user-pin-file": .string, "user-pin-env": .string, "so-pin-file": .string, "so-pin-env": .string,
         "admin": .list, "principal": .list, "socket-group": .string,
         "tls-port": .integer, "tls-host": .string, "tls-name": .list, "tenant": .string,
-        "audit-rotate-bytes": .integer, "authority": .string, "retention-days": .integer, "purge-protection": .boolean,
+        "audit-rotate-bytes": .integer, "audit-durability": .string, "authority": .string, "retention-days": .integer, "purge-protection": .boolean,
         "max-body-bytes": .integer, "log-level": .string, "log-format": .string,
         "metrics-port": .integer, "metrics-host": .string,
         "max-header-bytes": .integer, "max-connections": .integer, "max-pending-requests": .integer,
-        "client-timeout-seconds": .integer, "existing-token": .boolean,
+        "client-timeout-seconds": .integer, "existing-token": .boolean, "session-key-copies": .integer,
     ]
 
     var stateDirectory: String
@@ -33,6 +34,7 @@ struct Settings {
     var tlsNames: [String] = []
     var tenant = "00000000-0000-4000-8000-000000000001"
     var auditRotateBytes = 64 << 20
+    var auditDurability = AuditDurability.fsync
     var authority = "https://localhost"
     var retentionDays: Int?
     var purgeProtection = false
@@ -46,6 +48,7 @@ struct Settings {
     var maxPendingRequests = 256
     var clientTimeoutSeconds = 60
     var existingToken = false
+    var sessionKeyCopies = VaultToken.defaultSessionCopies
     /// Where each setting that is not a default came from.
     private(set) var origins: [String: String] = [:]
 
@@ -78,6 +81,7 @@ struct Settings {
         tlsNames = try values.list("tls-name") ?? []
         tenant = try values.string("tenant") ?? tenant
         auditRotateBytes = try values.integer("audit-rotate-bytes", in: 4096...Int.max) ?? auditRotateBytes
+        auditDurability = try values.choice("audit-durability", AuditDurability.allCases) ?? auditDurability
         authority = try values.string("authority") ?? authority
         retentionDays = try values.integer("retention-days", in: 7...90)
         purgeProtection = try values.boolean("purge-protection") ?? purgeProtection
@@ -91,6 +95,7 @@ struct Settings {
         maxPendingRequests = try values.integer("max-pending-requests", in: 1...100_000) ?? maxPendingRequests
         clientTimeoutSeconds = try values.integer("client-timeout-seconds", in: 1...3600) ?? clientTimeoutSeconds
         existingToken = try values.boolean("existing-token") ?? existingToken
+        sessionKeyCopies = try values.integer("session-key-copies", in: 0...1_000_000) ?? sessionKeyCopies
         try checkCombinations(values)
     }
 
@@ -103,13 +108,14 @@ struct Settings {
             ("principal", principals.isEmpty ? nil : "[\(principals.joined(separator: ", "))]"), ("socket-group", socketGroup),
             ("tls-port", tlsPort.map(String.init)), ("tls-host", tlsHost),
             ("tls-name", tlsNames.isEmpty ? nil : "[\(tlsNames.joined(separator: ", "))]"), ("tenant", tenant),
-            ("audit-rotate-bytes", "\(auditRotateBytes)"), ("authority", authority),
+            ("audit-rotate-bytes", "\(auditRotateBytes)"), ("audit-durability", auditDurability.rawValue),
+            ("authority", authority),
             ("retention-days", retentionDays.map(String.init)), ("purge-protection", "\(purgeProtection)"),
             ("max-body-bytes", "\(maxBodyBytes)"), ("log-level", logLevel.rawValue), ("log-format", logFormat.rawValue),
             ("metrics-port", metricsPort.map(String.init)), ("metrics-host", metricsHost),
             ("max-header-bytes", "\(maxHeaderBytes)"), ("max-connections", "\(maxConnections)"),
             ("max-pending-requests", "\(maxPendingRequests)"), ("client-timeout-seconds", "\(clientTimeoutSeconds)"),
-            ("existing-token", "\(existingToken)"),
+            ("existing-token", "\(existingToken)"), ("session-key-copies", "\(sessionKeyCopies)"),
         ]
         let lines = values.map { name, value in
             let setting = "\(name): \(value ?? "~")"

@@ -28,6 +28,10 @@ public final class AuditLog: @unchecked Sendable {
     private var waiting: [(record: AuditRecord, completion: Completion)] = []
     private var writing = false
     private var stopping = false
+    /// With `.write` durability: a descriptor (a dup) of the file written since the last sync, for
+    /// the syncer thread, and whether it is syncing one now.
+    private var unsynced: Int32 = -1
+    private var syncing = false
     private var lastBatchFailed = false
     // Owned by the writer thread after init.
     private var file: Int32 = -1
@@ -50,6 +54,11 @@ public final class AuditLog: @unchecked Sendable {
         let thread = Thread { self.writeLoop() }
         thread.name = "hsmd.audit"
         thread.start()
+        if durability == .write {
+            let syncer = Thread { self.syncLoop() }
+            syncer.name = "hsmd.audit-sync"
+            syncer.start()
+        }
     }
 
     /// Queues a record; `completion` says whether it was written durably. After `close` it is
@@ -62,7 +71,8 @@ public final class AuditLog: @unchecked Sendable {
             return
         }
         waiting.append((record, completion))
-        condition.signal()
+        // The syncer and `close` wait on the same condition: a signal could wake one of them instead.
+        condition.broadcast()
         condition.unlock()
     }
 
@@ -95,7 +105,7 @@ public final class AuditLog: @unchecked Sendable {
     /// Writes what is waiting and stops the writer.
     public func close() {
         condition.lock()
-        while !waiting.isEmpty || writing { condition.wait() }
+        while !waiting.isEmpty || writing || unsynced >= 0 || syncing { condition.wait() }
         stopping = true
         condition.broadcast()
         condition.unlock()
@@ -124,7 +134,7 @@ public final class AuditLog: @unchecked Sendable {
             condition.unlock()
             let unavailable = failure.map(Unavailable.init(description:))
             for entry in batch { entry.completion(unavailable) }
-            if failure == nil, durability == .write { syncWritten() }
+            if failure == nil, durability == .write { handOverForSync() }
 
             condition.lock()
             writing = false
@@ -134,7 +144,7 @@ public final class AuditLog: @unchecked Sendable {
     }
 
     /// Chains and writes a batch, and syncs it unless the durability is `.write` (then
-    /// `syncWritten` follows once the batch is answered). On failure undoes any partial write and
+    /// `handOverForSync` follows once the batch is answered). On failure undoes any partial write and
     /// keeps the chain where it was. Returns the failure's description, or nil.
     private func write(_ records: [AuditRecord]) -> String? {
         do {
@@ -170,15 +180,44 @@ public final class AuditLog: @unchecked Sendable {
         return nil
     }
 
-    /// With `.write` durability the lines are answered once in the file; this syncs them. A failed
-    /// sync cannot unsay the answers: it marks the log failed, so requests are refused until a
-    /// batch is written and synced again.
-    private func syncWritten() {
-        guard file >= 0, fsync(file) != 0 else { return }
+    /// With `.write` durability the lines are answered once in the file, and a thread of its own
+    /// syncs them, so the next batch need not wait for this one's fsync. It gets a duplicate
+    /// descriptor: the writer may close or rotate the file meanwhile (a rotation syncs the old file
+    /// itself), and an fsync through any descriptor of a file syncs all of it.
+    private func handOverForSync() {
+        let handle = dup(file)
         condition.lock()
-        lastBatchFailed = true
+        if unsynced >= 0 { Glibc.close(unsynced) }
+        unsynced = handle
+        if handle < 0 { lastBatchFailed = true }
+        condition.broadcast()
         condition.unlock()
-        closeFile()
+    }
+
+    /// A failed sync cannot unsay the answers given: it marks the log failed, so requests are
+    /// refused until a batch is written again.
+    private func syncLoop() {
+        while true {
+            condition.lock()
+            while unsynced < 0 && !stopping { condition.wait() }
+            if unsynced < 0 && stopping {
+                condition.unlock()
+                return
+            }
+            let handle = unsynced
+            unsynced = -1
+            syncing = true
+            condition.unlock()
+
+            let synced = fsync(handle) == 0
+            Glibc.close(handle)
+
+            condition.lock()
+            if !synced { lastBatchFailed = true }
+            syncing = false
+            condition.broadcast()
+            condition.unlock()
+        }
     }
 
     private func closeFile() {

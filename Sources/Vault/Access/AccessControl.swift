@@ -6,8 +6,22 @@ import Synchronization
 /// Officer and Crypto User at `/`, like the administrators named when a Managed HSM is activated.
 public final class AccessControl: Sendable {
     private struct State {
-        var customRoles: [String: RoleDefinition]
-        var assignments: [String: RoleAssignment]
+        var customRoles: [String: RoleDefinition] { didSet { grants = nil } }
+        var assignments: [String: RoleAssignment] { didSet { grants = nil } }
+        /// Every assignment with its role resolved and its names lower-cased, made once per change
+        /// of roles or assignments rather than on every request's decision.
+        var grants: [Grant]?
+
+        init(customRoles: [String: RoleDefinition], assignments: [String: RoleAssignment]) {
+            (self.customRoles, self.assignments) = (customRoles, assignments)
+        }
+    }
+
+    private struct Grant {
+        let principalID: String
+        let scope: String
+        /// What the role allows, worked out from its (wildcard) permissions once.
+        let actions: Set<DataAction>
     }
 
     static let maximumCustomRoles = 50
@@ -70,11 +84,29 @@ public final class AccessControl: Sendable {
     }
 
     public func isAllowed(_ principal: Principal, _ action: DataAction, scope: String) -> Bool {
-        let (assignments, roles) = snapshot()
-        return assignments.contains { assignment in
-            principal.identities.contains(assignment.principalID.lowercased())
-                && RoleScope.covers(assignment.scope, scope)
-                && (roles[Self.roleID(assignment.roleDefinitionID)]?.allows(action) ?? false)
+        let target = scope.lowercased()
+        return currentGrants().contains { grant in
+            principal.identities.contains(grant.principalID)
+                && RoleScope.coversLowercased(grant.scope, target)
+                && grant.actions.contains(action)
+        }
+    }
+
+    private func currentGrants() -> [Grant] {
+        state.withLock { state in
+            if let grants = state.grants { return grants }
+            var roles = state.customRoles
+            for role in BuiltInRoles.all { roles[role.id] = role }
+            var actionsOfRole: [String: Set<DataAction>] = [:]
+            let grants = (initialAssignments + Array(state.assignments.values)).compactMap { assignment -> Grant? in
+                let roleID = Self.roleID(assignment.roleDefinitionID)
+                guard let role = roles[roleID] else { return nil }
+                let actions = actionsOfRole[roleID] ?? Set(DataAction.allCases.filter(role.allows))
+                actionsOfRole[roleID] = actions
+                return Grant(principalID: assignment.principalID.lowercased(), scope: assignment.scope.lowercased(), actions: actions)
+            }
+            state.grants = grants
+            return grants
         }
     }
 

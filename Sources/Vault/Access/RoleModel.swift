@@ -113,9 +113,11 @@ public enum RoleScope {
     }
 
     public static func covers(_ assigned: String, _ target: String) -> Bool {
-        let assigned = assigned.lowercased()
-        let target = target.lowercased()
-        return assigned == "/" || target == assigned || target.hasPrefix(assigned + "/")
+        coversLowercased(assigned.lowercased(), target.lowercased())
+    }
+
+    static func coversLowercased(_ assigned: String, _ target: String) -> Bool {
+        assigned == "/" || target == assigned || target.hasPrefix(assigned + "/")
     }
 
     /// The scope of one key.

@@ -127,14 +127,14 @@ public final class AuditLog: @unchecked Sendable {
             writing = true
             condition.unlock()
 
-            let failure = write(batch.map(\.record))
+            var failure = write(batch.map(\.record))
+            if failure == nil, durability == .write { failure = handOverForSync() }
 
             condition.lock()
             lastBatchFailed = failure != nil
             condition.unlock()
             let unavailable = failure.map(Unavailable.init(description:))
             for entry in batch { entry.completion(unavailable) }
-            if failure == nil, durability == .write { handOverForSync() }
 
             condition.lock()
             writing = false
@@ -184,14 +184,18 @@ public final class AuditLog: @unchecked Sendable {
     /// syncs them, so the next batch need not wait for this one's fsync. It gets a duplicate
     /// descriptor: the writer may close or rotate the file meanwhile (a rotation syncs the old file
     /// itself), and an fsync through any descriptor of a file syncs all of it.
-    private func handOverForSync() {
+    /// Returns why the batch cannot be synced, if it cannot: out of descriptors, it is synced here.
+    private func handOverForSync() -> String? {
         let handle = dup(file)
+        guard handle >= 0 else {
+            return fsync(file) == 0 ? nil : "cannot sync \(currentFile.path): \(String(cString: strerror(errno)))"
+        }
         condition.lock()
         if unsynced >= 0 { Glibc.close(unsynced) }
         unsynced = handle
-        if handle < 0 { lastBatchFailed = true }
         condition.broadcast()
         condition.unlock()
+        return nil
     }
 
     /// A failed sync cannot unsay the answers given: it marks the log failed, so requests are

@@ -16,11 +16,16 @@ public struct Response: Sendable {
     }
 
     public static func json<Value: Encodable>(_ value: Value, status: HTTPResponseStatus = .ok) -> Response {
+        // Encoding hsmd's own response types cannot fail.
+        Response(status: status, body: Array(try! encoder.encode(value)))
+    }
+
+    /// Shared by every request: JSONEncoder is Sendable, and its options never change after this.
+    private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Encoding hsmd's own response types cannot fail.
-        return Response(status: status, body: Array(try! encoder.encode(value)))
-    }
+        return encoder
+    }()
 
     /// Azure's error body: `{"error":{"code":…,"message":…,"innererror":{"code":…}}}`.
     public static func error(_ status: HTTPResponseStatus, code: String, message: String, innerCode: String? = nil) -> Response {

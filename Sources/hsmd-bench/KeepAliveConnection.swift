@@ -23,6 +23,9 @@ struct KeepAliveConnection: Sendable {
         return KeepAliveConnection(channel: channel, handler: handler)
     }
 
+    /// False once either side closed it (hsmd closes connections idle for its client timeout).
+    var isActive: Bool { channel.isActive }
+
     /// Sends one request and waits for its whole answer.
     func exchange(_ request: PreparedRequest) throws -> BenchResponse {
         let promise = channel.eventLoop.makePromise(of: BenchResponse.self)

@@ -25,13 +25,15 @@ final class KeepAliveHandler: ChannelInboundHandler {
     }
 
     func exchange(_ request: PreparedRequest, promise: EventLoopPromise<BenchResponse>) {
-        guard case .idle = job, let context else { return promise.fail(ConnectionError.busy) }
+        guard let context, context.channel.isActive else { return promise.fail(ConnectionError.closed) }
+        guard case .idle = job else { return promise.fail(ConnectionError.busy) }
         job = .exchange(promise)
         send(request, context)
     }
 
     func load(_ request: PreparedRequest, plan: RunPlan, promise: EventLoopPromise<WorkerSamples>) {
-        guard case .idle = job, let context else { return promise.fail(ConnectionError.busy) }
+        guard let context, context.channel.isActive else { return promise.fail(ConnectionError.closed) }
+        guard case .idle = job else { return promise.fail(ConnectionError.busy) }
         let expected = plan.requestsPerWorker ?? 4096
         job = .load(request: request, plan: plan, samples: WorkerSamples(expectedCount: expected), promise: promise)
         send(request, context)

@@ -9,7 +9,8 @@ final class SocketTarget {
 
     let socketPath: String
     private let group: MultiThreadedEventLoopGroup
-    private let control: KeepAliveConnection
+    /// For set-up and clean-up; idle while the workers measure, so hsmd may close it meanwhile.
+    private var control: KeepAliveConnection
     /// Every key name this run may have created, for the clean-up.
     private var createdNames: Set<String> = []
 
@@ -23,6 +24,14 @@ final class SocketTarget {
             throw BenchError.setup("cannot connect to hsmd at \(socketPath): \(error)")
         }
         _ = try call(.GET, "/health")
+    }
+
+    /// Sends a set-up or clean-up request, on a new control connection if hsmd closed the last one.
+    private func controlExchange(_ request: PreparedRequest) throws -> BenchResponse {
+        if !control.isActive {
+            control = try KeepAliveConnection.connect(socketPath: socketPath, on: group.next())
+        }
+        return try control.exchange(request)
     }
 
     // MARK: Keys and fixtures
@@ -68,7 +77,7 @@ final class SocketTarget {
             request = try post("/rng?api-version=\(Self.apiVersion)", ["count": count])
         }
         // Proves the request works once before it is timed.
-        _ = try check(try control.exchange(request), request.head.uri)
+        _ = try check(try controlExchange(request), request.head.uri)
         return { _ in request }
     }
 
@@ -93,11 +102,11 @@ final class SocketTarget {
         var failures: [String] = []
         for name in createdNames.sorted() {
             do {
-                let deleted = try control.exchange(PreparedRequest(.DELETE, "/keys/\(name)?api-version=\(Self.apiVersion)"))
+                let deleted = try controlExchange(PreparedRequest(.DELETE, "/keys/\(name)?api-version=\(Self.apiVersion)"))
                 if deleted.status == 404 { continue }
                 _ = try check(deleted, "delete \(name)")
                 _ = try check(
-                    try control.exchange(PreparedRequest(.DELETE, "/deletedkeys/\(name)?api-version=\(Self.apiVersion)")),
+                    try controlExchange(PreparedRequest(.DELETE, "/deletedkeys/\(name)?api-version=\(Self.apiVersion)")),
                     "purge \(name)")
             } catch {
                 failures.append("\(name): \(error)")
@@ -125,7 +134,7 @@ final class SocketTarget {
     @discardableResult
     private func call(_ method: HTTPMethod, _ target: String, _ body: [String: any Sendable]? = nil) throws -> [String: String] {
         let request = try body.map { try post(target, $0) } ?? PreparedRequest(method, target)
-        let answer = try check(try control.exchange(request), target)
+        let answer = try check(try controlExchange(request), target)
         let object = (try? JSONSerialization.jsonObject(with: Data(answer.body))) as? [String: Any]
         return object?.compactMapValues { $0 as? String } ?? [:]
     }

@@ -12,7 +12,9 @@ final class BenchmarkToolTests: XCTestCase {
         }
         let stateDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("hsmd-bench-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: stateDirectory) }
-        let daemon = try DaemonProcess(stateDirectory: stateDirectory)
+        // hsmd closes connections idle for a second: the tool's control connection, idle while the
+        // workers measure, is closed under it and must be opened again (it once waited forever).
+        let daemon = try DaemonProcess(stateDirectory: stateDirectory, arguments: ["--client-timeout-seconds", "1"])
         defer { daemon.stop() }
 
         let run = try runBenchTool(["--socket", daemon.socketPath, "--quick", "--output", "json"])
@@ -77,6 +79,14 @@ final class BenchmarkToolTests: XCTestCase {
         process.standardOutput = try FileHandle(forWritingTo: stdout)
         process.standardError = try FileHandle(forWritingTo: stderr)
         try process.run()
+        // A hung run fails the test instead of hanging the suite.
+        let deadline = Date().addingTimeInterval(180)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+            XCTFail("hsmd-bench did not finish within 180 s")
+        }
         process.waitUntilExit()
         return (process.terminationStatus, try Data(contentsOf: stdout), String(decoding: try Data(contentsOf: stderr), as: UTF8.self))
     }

@@ -47,6 +47,14 @@ final class SessionKeyCopiesTests: SharedTokenTestCase {
         }
     }
 
+    func testNoCopiesAreMadeWhenTurnedOff() throws {
+        let copies = SessionKeyCopies(owner: try token.module.openSession(slot: token.pool.slot), capacity: 0)
+        defer { copies.close() }
+        let key = try token.generate(try Self.fixture.newID("uncopied"), spec: .ec(.p256), usage: [.sign, .verify])
+        XCTAssertNil(copies.copy(of: key))
+        XCTAssertEqual(copies.count, 0)
+    }
+
     func testTheOldestCopiesGoFirstAtCapacity() throws {
         let copies = SessionKeyCopies(owner: try token.module.openSession(slot: token.pool.slot), capacity: 2)
         defer { copies.close() }

@@ -877,6 +877,8 @@ def test_check_config_precedence_flags_over_environment_over_file_over_defaults(
     assert from_file["log-format"] == ("json", "default")
     assert from_file["metrics-host"] == ("127.0.0.1", "default")
     assert from_file["audit-rotate-bytes"] == (str(64 << 20), "default")
+    assert from_file["audit-durability"] == ("fsync", "default")
+    assert from_file["session-key-copies"] == ("1024", "default")
     # $HSMD_CONFIG names the file too.
     assert summary(check_config("--check-config", env={"HSMD_CONFIG": str(config)})) == from_file
 
@@ -914,6 +916,8 @@ CONFIG_ERRORS = {
     "boolean": ("state-dir: {state}\npurge-protection: maybe\n", [], {}, ["purge-protection", "true or false"], 2),
     "retention range": ("state-dir: {state}\nretention-days: 3\n", [], {}, ["retention-days", "7 to 90"], 2),
     "choice": ("state-dir: {state}\nlog-format: xml\n", [], {}, ["log-format", "json, logfmt"], 2),
+    "audit durability": (None, ["--audit-durability", "sometimes"], {}, ["--audit-durability", "fsync, write"], None),
+    "session key copies": ("state-dir: {state}\nsession-key-copies: -1\n", [], {}, ["session-key-copies", "-1"], 2),
     "list for a single value": ("state-dir: {state}\nsocket: [a, b]\n", [], {}, ["'socket' must be a single value"], 2),
     "not a mapping": ("- state-dir\n- log-level\n", [], {}, ["must be a mapping"], 1),
     "wrong type in environment": (None, [], {"HSMD_TLS_PORT": "abc"}, ["tls-port (HSMD_TLS_PORT)", "abc"], None),

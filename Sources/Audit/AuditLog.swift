@@ -33,6 +33,10 @@ public final class AuditLog: @unchecked Sendable {
     private var unsynced: Int32 = -1
     private var syncing = false
     private var lastBatchFailed = false
+    /// With `.write` durability: a sync failed, so lines already answered may not be on disk. It
+    /// stays set (the kernel reports a writeback error once per open file, so later syncs through
+    /// the same file would pass) until a batch is written to the file opened again and synced there.
+    private var syncFailed = false
     // Owned by the writer thread after init.
     private var file: Int32 = -1
     private var lastHash = AuditRecord.genesis
@@ -80,16 +84,17 @@ public final class AuditLog: @unchecked Sendable {
     public var isHealthy: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return !lastBatchFailed
+        return !lastBatchFailed && !syncFailed
     }
 
     /// Nil while the log can take a record; else why not. Checks the last batch and whether the
     /// current file can be opened for appending now, so a fault shows before a request meets it.
     public func writabilityProblem() -> String? {
         condition.lock()
-        let failed = lastBatchFailed
+        let (failed, unsynced) = (lastBatchFailed, syncFailed)
         condition.unlock()
         if failed { return "the last audit record could not be written to \(currentFile.path)" }
+        if unsynced { return "the audit log \(currentFile.path) could not be synced to disk" }
         let probe = open(currentFile.path, O_WRONLY | O_APPEND | O_CLOEXEC)
         guard probe >= 0 else { return "cannot open \(currentFile.path) for writing: \(String(cString: strerror(errno)))" }
         Glibc.close(probe)
@@ -125,13 +130,16 @@ public final class AuditLog: @unchecked Sendable {
             let batch = waiting
             waiting.removeAll(keepingCapacity: true)
             writing = true
+            let recovering = syncFailed
             condition.unlock()
 
-            var failure = write(batch.map(\.record))
-            if failure == nil, durability == .write { failure = handOverForSync() }
+            if recovering { closeFile() }
+            var failure = write(batch.map(\.record), syncing: durability == .fsync || recovering)
+            if failure == nil, durability == .write, !recovering { failure = handOverForSync() }
 
             condition.lock()
             lastBatchFailed = failure != nil
+            if recovering, failure == nil { syncFailed = false }
             condition.unlock()
             let unavailable = failure.map(Unavailable.init(description:))
             for entry in batch { entry.completion(unavailable) }
@@ -143,10 +151,10 @@ public final class AuditLog: @unchecked Sendable {
         }
     }
 
-    /// Chains and writes a batch, and syncs it unless the durability is `.write` (then
-    /// `handOverForSync` follows once the batch is answered). On failure undoes any partial write and
-    /// keeps the chain where it was. Returns the failure's description, or nil.
-    private func write(_ records: [AuditRecord]) -> String? {
+    /// Chains and writes a batch, and syncs it if `syncing` (always with `.fsync`; with `.write`
+    /// only while recovering from a failed sync, else `handOverForSync` follows). On failure undoes
+    /// any partial write and keeps the chain where it was. Returns the failure's description, or nil.
+    private func write(_ records: [AuditRecord], syncing: Bool) -> String? {
         do {
             try reopenIfMoved()
             var hash = lastHash
@@ -162,7 +170,7 @@ public final class AuditLog: @unchecked Sendable {
                 bytes.append(UInt8(ascii: "\n"))
             }
             let start = lseek(file, 0, SEEK_END)
-            guard writeFully(bytes), durability == .write || fsync(file) == 0 else {
+            guard writeFully(bytes), !syncing || fsync(file) == 0 else {
                 let reason = String(cString: strerror(errno))
                 if start >= 0 { _ = ftruncate(file, start) }
                 throw Unavailable(description: "cannot write \(currentFile.path): \(reason)")
@@ -186,6 +194,8 @@ public final class AuditLog: @unchecked Sendable {
     /// itself), and an fsync through any descriptor of a file syncs all of it.
     /// Returns why the batch cannot be synced, if it cannot: out of descriptors, it is synced here.
     private func handOverForSync() -> String? {
+        // A rotation that could not open the next file has synced the lines in the one it closed.
+        guard file >= 0 else { return nil }
         let handle = dup(file)
         guard handle >= 0 else {
             return fsync(file) == 0 ? nil : "cannot sync \(currentFile.path): \(String(cString: strerror(errno)))"
@@ -198,8 +208,8 @@ public final class AuditLog: @unchecked Sendable {
         return nil
     }
 
-    /// A failed sync cannot unsay the answers given: it marks the log failed, so requests are
-    /// refused until a batch is written again.
+    /// A failed sync cannot unsay the answers given: it marks the log failed (`syncFailed`), so
+    /// requests are refused until a batch is synced again.
     private func syncLoop() {
         while true {
             condition.lock()
@@ -217,7 +227,7 @@ public final class AuditLog: @unchecked Sendable {
             Glibc.close(handle)
 
             condition.lock()
-            if !synced { lastBatchFailed = true }
+            if !synced { syncFailed = true }
             syncing = false
             condition.broadcast()
             condition.unlock()
@@ -253,7 +263,11 @@ public final class AuditLog: @unchecked Sendable {
         let rotated = directory.appendingPathComponent(String(format: "audit-%@-%012llu.log", stamp, lastSeq))
         // Lines answered before their sync (`.write`) are synced with the file they are in.
         guard durability == .fsync || fsync(file) == 0 else {
-            throw Unavailable(description: "cannot sync \(currentFile.path): \(String(cString: strerror(errno)))")
+            let reason = String(cString: strerror(errno))
+            condition.lock()
+            syncFailed = true
+            condition.unlock()
+            throw Unavailable(description: "cannot sync \(currentFile.path): \(reason)")
         }
         guard rename(currentFile.path, rotated.path) == 0 else {
             throw Unavailable(description: "cannot rotate \(currentFile.path): \(String(cString: strerror(errno)))")

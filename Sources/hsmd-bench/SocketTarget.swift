@@ -26,12 +26,18 @@ final class SocketTarget {
         _ = try call(.GET, "/health")
     }
 
-    /// Sends a set-up or clean-up request, on a new control connection if hsmd closed the last one.
+    /// Sends a set-up or clean-up request, on a new control connection if hsmd closed the last one
+    /// (also when it closes while the request goes out: every control request may be sent twice).
     private func controlExchange(_ request: PreparedRequest) throws -> BenchResponse {
         if !control.isActive {
             control = try KeepAliveConnection.connect(socketPath: socketPath, on: group.next())
         }
-        return try control.exchange(request)
+        do {
+            return try control.exchange(request)
+        } catch ConnectionError.closed {
+            control = try KeepAliveConnection.connect(socketPath: socketPath, on: group.next())
+            return try control.exchange(request)
+        }
     }
 
     // MARK: Keys and fixtures

@@ -47,6 +47,25 @@ final class SessionKeyCopiesTests: SharedTokenTestCase {
         }
     }
 
+    func testSearchesByLabelAndIDFindTheTokenObjectsNeverTheCopies() throws {
+        let id = try Self.fixture.newID("searched")
+        let key = try token.generate(id, spec: .ec(.p256), usage: [.sign, .verify])
+        _ = try token.sign(id, algorithm: .es256, digest: [UInt8].random(32))
+        let copy = try XCTUnwrap(token.sessionCopies.copy(of: key))
+        // A copy carries its original's label and id, and SoftHSM2 shows session objects to every session.
+        let found = try token.pool.withSession { session in try TokenIndexer(session: session).reread(id) }
+        XCTAssertEqual(found?.privateHandle, key.privateHandle)
+        XCTAssertEqual(found?.publicHandle, key.publicHandle)
+        let unmanaged = try token.unmanagedObjects(excluding: [])
+        XCTAssertFalse(unmanaged.contains { $0.handle == copy.privateHandle || $0.handle == copy.publicHandle },
+                       "a copy is not an object of the token")
+        try token.destroyAllObjects(of: id)
+        try token.pool.withSession { session in
+            XCTAssertEqual(try session.findObjects([.bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)]), [],
+                           "the token objects are gone, not only the copies")
+        }
+    }
+
     func testNoCopiesAreMadeWhenTurnedOff() throws {
         let copies = SessionKeyCopies(owner: try token.module.openSession(slot: token.pool.slot), capacity: 0)
         defer { copies.close() }

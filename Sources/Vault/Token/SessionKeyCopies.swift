@@ -41,15 +41,17 @@ final class SessionKeyCopies: Sendable {
 
     var count: Int { state.withLock { $0.copies.count } }
 
-    /// The version with its copies' handles, making them on first use; nil if they cannot be made
-    /// (the caller then uses the token objects, which say why).
-    func copy(of key: TokenKey) -> TokenKey? {
+    /// The version with its copies' handles, making them on first use if `isCurrent` says the
+    /// caller's view of the version is still the index's; nil if they cannot be made (the caller
+    /// then uses the token objects, which say why).
+    func copy(of key: TokenKey, whileCurrent isCurrent: () -> Bool = { true }) -> TokenKey? {
         guard capacity > 0 else { return nil }
         // Made under the lock: the owner session is used by one thread at a time, and a version
-        // forgotten meanwhile cannot get a copy of its old objects.
+        // changed and forgotten meanwhile (its index entry goes first) cannot get a copy of the
+        // objects the caller read before the change.
         let copy = state.withLock { state -> Copy? in
             if let copy = state.copies[key.id] { return copy }
-            guard let copy = try? makeCopy(of: key) else { return nil }
+            guard isCurrent(), let copy = try? makeCopy(of: key) else { return nil }
             while state.copies.count >= capacity, !state.order.isEmpty {
                 let oldest = state.order.removeFirst()
                 if let evicted = state.copies.removeValue(forKey: oldest) { destroy(evicted) }
@@ -61,7 +63,8 @@ final class SessionKeyCopies: Sendable {
         return copy.map { key.withHandles($0.privateHandle, $0.publicHandle) }
     }
 
-    /// Destroys a version's copies. Call after changing or destroying its token objects.
+    /// Destroys a version's copies. Call after changing or destroying its token objects, and after
+    /// removing a destroyed version from the index.
     func forget(_ id: TokenKeyID) {
         state.withLock { state in
             guard let copy = state.copies.removeValue(forKey: id) else { return }

@@ -31,7 +31,7 @@ extension VaultToken {
     public func unmanagedObjects(excluding managed: Set<TokenKeyID>) throws(TokenKeyError) -> [TokenObject] {
         try withSession { session in
             var objects: [TokenObject] = []
-            for handle in try session.findObjects([]) {
+            for handle in try session.findObjects([.bool(CKA_TOKEN, true)]) {
                 // A half-written object (a crash inside the token) is listed as an unnamed other object.
                 guard let basics = try? session.attributeValues(of: handle, [CKA_CLASS, CKA_LABEL, CKA_ID]) else {
                     objects.append(TokenObject(
@@ -78,12 +78,12 @@ extension VaultToken {
     /// Gives objects back their former label and id (undoing an adoption a crash interrupted).
     public func relabel(_ id: TokenKeyID, label: String, objectID: [UInt8]) throws(TokenKeyError) {
         let key = try key(id)
+        defer { sessionCopies.forget(id) }
         try withSession { session in
             for handle in [key.privateHandle] + (key.publicHandle.map { [$0] } ?? []) {
                 try session.setAttributeValues(of: handle, [.string(CKA_LABEL, label), .bytes(CKA_ID, objectID)])
             }
         }
-        sessionCopies.forget(id)
         index.withLock { _ = $0.removeValue(forKey: id) }
     }
 

@@ -112,23 +112,24 @@ public final class VaultToken: Sendable {
     /// the version. A crash can leave half of a pair (made or destroyed one object at a time), which
     /// the index, holding whole keys only, would never find.
     public func destroyAllObjects(of id: TokenKeyID) throws(TokenKeyError) {
+        // Also when destroying fails halfway: a copy must not outlive its objects.
+        defer { sessionCopies.forget(id) }
         try withSession { session in
-            for object in try session.findObjects([.bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)]) {
+            for object in try session.findObjects([.bool(CKA_TOKEN, true), .bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)]) {
                 try session.destroyObject(object)
             }
         }
-        sessionCopies.forget(id)
         index.withLock { _ = $0.removeValue(forKey: id) }
     }
 
     /// Destroys a key version's objects and forgets it.
     public func destroy(_ id: TokenKeyID) throws(TokenKeyError) {
         let key = try key(id)
+        defer { sessionCopies.forget(id) }
         try withSession { session in
             try session.destroyObject(key.privateHandle)
             if let publicHandle = key.publicHandle { try session.destroyObject(publicHandle) }
         }
-        sessionCopies.forget(id)
         index.withLock { _ = $0.removeValue(forKey: id) }
     }
 
@@ -177,7 +178,7 @@ public final class VaultToken: Sendable {
         do {
             return try body()
         } catch {
-            let leftovers = (try? session.findObjects([.bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)])) ?? []
+            let leftovers = (try? session.findObjects([.bool(CKA_TOKEN, true), .bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)])) ?? []
             for object in leftovers { try? session.destroyObject(object) }
             throw error
         }
@@ -188,6 +189,7 @@ extension VaultToken {
     /// Changes the usage flags of a version's objects to match new operations.
     public func setUsage(_ id: TokenKeyID, _ usage: KeyUsage) throws(TokenKeyError) {
         let key = try key(id)
+        defer { sessionCopies.forget(id) }
         try withSession { session in
             switch key.spec {
             case .oct:
@@ -199,7 +201,6 @@ extension VaultToken {
                 }
             }
         }
-        sessionCopies.forget(id)
     }
 }
 
@@ -223,7 +224,8 @@ extension VaultToken {
     /// once. A version no longer in the token is reported missing.
     func usingKey<R>(_ id: TokenKeyID, _ body: (TokenKey) throws(TokenKeyError) -> R) throws(TokenKeyError) -> R {
         let key = try key(id)
-        if let copy = sessionCopies.copy(of: key) {
+        let stillIndexed = { self.index.withLock { $0[id]?.privateHandle == key.privateHandle } }
+        if let copy = sessionCopies.copy(of: key, whileCurrent: stillIndexed) {
             do {
                 return try body(copy)
             } catch let error where error.isStaleHandle {

@@ -53,9 +53,15 @@ final class SessionKeyCopiesTests: SharedTokenTestCase {
         _ = try token.sign(id, algorithm: .es256, digest: [UInt8].random(32))
         let copy = try XCTUnwrap(token.sessionCopies.copy(of: key))
         // A copy carries its original's label and id, and SoftHSM2 shows session objects to every session.
-        let found = try token.pool.withSession { session in try TokenIndexer(session: session).reread(id) }
-        XCTAssertEqual(found?.privateHandle, key.privateHandle)
-        XCTAssertEqual(found?.publicHandle, key.publicHandle)
+        let found = try token.pool.withSession { session in
+            try token.tokenObjects(session, [.bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)])
+        }
+        XCTAssertEqual(Set(found), [key.privateHandle, key.publicHandle!])
+        let reread = try token.pool.withSession { session in
+            try TokenIndexer(session: session).reread(id, excluding: token.sessionCopies.handles)
+        }
+        XCTAssertEqual(reread?.privateHandle, key.privateHandle)
+        XCTAssertEqual(reread?.publicHandle, key.publicHandle)
         let unmanaged = try token.unmanagedObjects(excluding: [])
         XCTAssertFalse(unmanaged.contains { $0.handle == copy.privateHandle || $0.handle == copy.publicHandle },
                        "a copy is not an object of the token")

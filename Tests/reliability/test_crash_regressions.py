@@ -74,3 +74,6 @@ def test_hsmd_starts_with_an_object_file_a_kill_left_blank(crash_daemon):
     (token_dir / "0badf11e-0000-0000-0000-000000000000.lock").touch()
     crash_daemon.start()
     h.ok(crash_daemon.client.get("/keys/kept"))
+    # It has no CKA_TOKEN either, yet it is the token's: listed, so that --check-state --repair can see it.
+    unmanaged = h.ok(crash_daemon.client.get("/hsmd/unmanaged"))["value"]
+    assert [(o["kind"], o["label"]) for o in unmanaged] == [("other", "")], unmanaged

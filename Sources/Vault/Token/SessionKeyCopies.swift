@@ -41,6 +41,13 @@ final class SessionKeyCopies: Sendable {
 
     var count: Int { state.withLock { $0.copies.count } }
 
+    /// Every copy's objects.
+    var handles: Set<ObjectHandle> {
+        state.withLock { state in
+            Set(state.copies.values.flatMap { [$0.privateHandle] + ($0.publicHandle.map { [$0] } ?? []) })
+        }
+    }
+
     /// The version with its copies' handles, making them on first use if `isCurrent` says the
     /// caller's view of the version is still the index's; nil if they cannot be made (the caller
     /// then uses the token objects, which say why).

@@ -19,7 +19,7 @@ struct TokenIndexer {
         var privateParts: [TokenKeyID: (ObjectHandle, Values)] = [:]
         var publicParts: [TokenKeyID: (ObjectHandle, Values)] = [:]
         var unmanaged: [ObjectHandle] = []
-        for object in try session.findObjects([.bool(CKA_TOKEN, true)]) {
+        for object in try session.findObjects([]) {
             // An object a crash left half-written (SoftHSM2 had written only its header) cannot be
             // read: it is no key of hsmd's, and must not stop the daemon from starting.
             guard let values = try? session.availableAttributeValues(of: object, Self.indexedAttributes) else {
@@ -56,10 +56,12 @@ struct TokenIndexer {
     }
 
     /// A version's objects found again by label and id (after a stale handle); nil when gone.
-    func reread(_ id: TokenKeyID) throws -> TokenKey? {
+    /// `excluding`: this process's session objects, which may carry the same label and id.
+    func reread(_ id: TokenKeyID, excluding sessionObjects: Set<ObjectHandle>) throws -> TokenKey? {
         var privatePart: (ObjectHandle, Values)?
         var publicPart: (ObjectHandle, Values)?
-        for object in try session.findObjects([.bool(CKA_TOKEN, true), .bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)]) {
+        for object in try session.findObjects([.bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)])
+        where !sessionObjects.contains(object) {
             let values = try session.availableAttributeValues(of: object, Self.indexedAttributes)
             switch values[CKA_CLASS]?.asULong {
             case CK_ULONG(CKO_PRIVATE_KEY), CK_ULONG(CKO_SECRET_KEY): privatePart = (object, values)

@@ -31,7 +31,7 @@ extension VaultToken {
     public func unmanagedObjects(excluding managed: Set<TokenKeyID>) throws(TokenKeyError) -> [TokenObject] {
         try withSession { session in
             var objects: [TokenObject] = []
-            for handle in try session.findObjects([.bool(CKA_TOKEN, true)]) {
+            for handle in try tokenObjects(session, []) {
                 // A half-written object (a crash inside the token) is listed as an unnamed other object.
                 guard let basics = try? session.attributeValues(of: handle, [CKA_CLASS, CKA_LABEL, CKA_ID]) else {
                     objects.append(TokenObject(

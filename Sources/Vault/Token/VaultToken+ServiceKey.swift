@@ -27,8 +27,8 @@ extension VaultToken {
             if let cached { return cached }
             let handles = try withSession { session -> (ObjectHandle, ObjectHandle) in
                 let label = Attribute.string(CKA_LABEL, Self.tokenSigningLabel)
-                let privateKeys = try session.findObjects([.bool(CKA_TOKEN, true), label, .ulong(CKA_CLASS, CK_ULONG(CKO_PRIVATE_KEY))])
-                let publicKeys = try session.findObjects([.bool(CKA_TOKEN, true), label, .ulong(CKA_CLASS, CK_ULONG(CKO_PUBLIC_KEY))])
+                let privateKeys = try tokenObjects(session, [label, .ulong(CKA_CLASS, CK_ULONG(CKO_PRIVATE_KEY))])
+                let publicKeys = try tokenObjects(session, [label, .ulong(CKA_CLASS, CK_ULONG(CKO_PUBLIC_KEY))])
                 if let privateKey = privateKeys.first, let publicKey = publicKeys.first { return (privateKey, publicKey) }
                 let pair = try session.generateKeyPair(
                     Mechanism(CKM_EC_KEY_PAIR_GEN),

@@ -115,7 +115,7 @@ public final class VaultToken: Sendable {
         // Also when destroying fails halfway: a copy must not outlive its objects.
         defer { sessionCopies.forget(id) }
         try withSession { session in
-            for object in try session.findObjects([.bool(CKA_TOKEN, true), .bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)]) {
+            for object in try tokenObjects(session, [.bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)]) {
                 try session.destroyObject(object)
             }
         }
@@ -172,13 +172,22 @@ public final class VaultToken: Sendable {
         }
     }
 
+    /// The token's objects matching `template`, without the in-memory key copies, which carry their
+    /// originals' label and id. Not by asking for `CKA_TOKEN` true: a kill inside SoftHSM2's object
+    /// write leaves token objects whose `CKA_TOKEN` is still its default, false, and those must be
+    /// found to be listed and repaired.
+    func tokenObjects(_ session: Session, _ template: [Attribute]) throws -> [ObjectHandle] {
+        let copies = sessionCopies.handles
+        return try session.findObjects(template).filter { !copies.contains($0) }
+    }
+
     /// SoftHSM2 can leave a half-made object behind when generation or import fails: remove
     /// whatever carries this id before reporting the failure.
     func cleaningUpOnFailure<R>(_ id: TokenKeyID, _ session: Session, _ body: () throws -> R) throws -> R {
         do {
             return try body()
         } catch {
-            let leftovers = (try? session.findObjects([.bool(CKA_TOKEN, true), .bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)])) ?? []
+            let leftovers = (try? tokenObjects(session, [.bytes(CKA_LABEL, id.label), .bytes(CKA_ID, id.objectID)])) ?? []
             for object in leftovers { try? session.destroyObject(object) }
             throw error
         }
@@ -242,7 +251,9 @@ extension VaultToken {
     /// Looks a version's objects up again by label and id and replaces its index entry.
     private func reindex(_ stale: TokenKey) throws(TokenKeyError) -> TokenKey {
         sessionCopies.forget(stale.id)
-        let found = try withSession { session in try TokenIndexer(session: session).reread(stale.id) }
+        let found = try withSession { session in
+            try TokenIndexer(session: session).reread(stale.id, excluding: sessionCopies.handles)
+        }
         guard var fresh = found else {
             index.withLock { _ = $0.removeValue(forKey: stale.id) }
             throw .keyNotFound(stale.id)

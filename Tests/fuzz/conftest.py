@@ -25,28 +25,17 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running")
 
 
-def _serve(daemon: f.FuzzDaemon):
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        code = daemon.stop()
-        log = daemon.log_tail()
-        daemon.cleanup()
-    assert code == 0, f"hsmd exited with {code} after SIGTERM:\n{log}"
-
-
 @pytest.fixture(scope="session")
 def hsmd():
     """The socket fuzzers' daemon (default settings, HTTPS on too so that /hsmd/tokens and /hsmd/ca serve).
     Restarted by FuzzDaemon.assert_alive if a case kills it."""
-    yield from _serve(f.FuzzDaemon(tls=True))
+    yield from f.FuzzDaemon(tls=True).serving()
 
 
 @pytest.fixture(scope="session")
 def hsmd_https():
     """A daemon with the HTTPS listener, its CA and an administrator's bearer token (from hsmctl)."""
-    yield from _serve(f.FuzzDaemon(tls=True))
+    yield from f.FuzzDaemon(tls=True).serving()
 
 
 @pytest.fixture

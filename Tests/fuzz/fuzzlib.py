@@ -455,6 +455,18 @@ class FuzzDaemon:
         code = self.daemon.stop()
         return code
 
+    def serving(self):
+        """For a fixture: starts, yields itself, and afterwards stops and removes it; hsmd must then exit
+        0 on SIGTERM, whatever the cases did to it."""
+        self.start()
+        try:
+            yield self
+        finally:
+            code = self.stop()
+            log = self.log_tail()
+            self.cleanup()
+        assert code == 0, f"hsmd exited with {code} after SIGTERM:\n{log}"
+
     def cleanup(self) -> None:
         if self.daemon is not None:
             self.daemon.cleanup()

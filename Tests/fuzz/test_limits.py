@@ -19,15 +19,8 @@ SLACK = 3.0
 
 @pytest.fixture(scope="module")
 def small():
-    daemon = f.FuzzDaemon("--client-timeout-seconds", str(TIMEOUT), "--max-connections", "24", "--max-header-bytes", "4096",
-                          "--max-body-bytes", "2048", "--max-pending-requests", "4", tls=True).start()
-    try:
-        yield daemon
-    finally:
-        code = daemon.stop()
-        log = daemon.log_tail()
-        daemon.cleanup()
-        assert code == 0, log
+    yield from f.FuzzDaemon("--client-timeout-seconds", str(TIMEOUT), "--max-connections", "24", "--max-header-bytes", "4096",
+                            "--max-body-bytes", "2048", "--max-pending-requests", "4", tls=True).serving()
 
 
 def held(daemon, data: bytes, tls: bool = False):
